@@ -1,0 +1,379 @@
+"""Experiment configuration: one loader, strict keys, one conversion table.
+
+A config is built fresh on every call, from four layers merged in order:
+
+1. `DEFAULTS` (lib/config/defaults.py: every known key, with a comment each);
+2. `ARCH_DEFAULTS[arch]`: the architecture's default deltas, as data. `arch` is given by the
+   caller (an entry point knows its architecture) or inferred from the config's `symbol`
+   (`infer_arch`: "deeplab" in the name selects DeepLab's defaults);
+3. the experiment yaml (`yaml.safe_load`), merged recursively;
+4. command-line overrides `KEY=VALUE`, each value parsed with `yaml.safe_load`.
+
+Layers 2-4 may only set keys that exist in `DEFAULTS`, at every depth: anything else raises
+`ValueError("unknown config key TRAIN.lr_stepp in <file>")`. Each value is checked against its
+default's type (ints are fine for floats; numbers are turned into strings for string keys, so
+`gpus: 0` and `lr_step: 8` work) or converted by `CONVERSIONS`, the one table of structured keys
+(`SCALES: [600, 1000]` -> `[(600, 1000)]`, `PIXEL_MEANS` -> np.ndarray, ...). A wrong type raises
+ValueError naming the key and the file.
+
+Example:
+    >>> cfg = load_config("experiments/rfcn/cfgs/rfcn_coco_demo.yaml", ["TRAIN.lr=0.001"])
+    >>> cfg.SCALES, cfg.network.PIXEL_MEANS, cfg.TRAIN.lr
+    ([(600, 1000)], array([103.06, 115.9 , 123.15]), 0.001)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Union
+
+import numpy as np
+import yaml
+from easydict import EasyDict
+
+from lib.config.defaults import ARCH_BY_SYMBOL, ARCH_DEFAULTS, DEFAULT_ARCH, DEFAULTS
+
+__all__ = [
+    "ARCH_DEFAULTS",
+    "CONVERSIONS",
+    "DEFAULTS",
+    "add_config_args",
+    "config_from_args",
+    "default_config",
+    "dump_config",
+    "infer_arch",
+    "load_config",
+    "save_config",
+]
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Conversion table. Each converter takes a yaml value (or an already converted one, so a saved
+# config.yaml loads back) and returns a new object, or raises TypeError saying what it expected.
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _numbers(value: Any, length: int | None, what: str) -> list:
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if (
+        not isinstance(value, (list, tuple))
+        or not value
+        or (length is not None and len(value) != length)
+        or not all(map(_is_number, value))
+    ):
+        raise TypeError(f"expected {what}")
+    return list(value)
+
+
+def _float_array(length: int) -> Callable[[Any], np.ndarray]:
+    def convert(value: Any) -> np.ndarray:
+        return np.array(_numbers(value, length, f"a list of {length} numbers"), dtype=np.float64)
+
+    return convert
+
+
+def _float_tuple(length: int) -> Callable[[Any], tuple]:
+    def convert(value: Any) -> tuple:
+        return tuple(float(x) for x in _numbers(value, length, f"a list of {length} numbers"))
+
+    return convert
+
+
+def _number_tuple(value: Any) -> tuple:
+    return tuple(_numbers(value, None, "a non-empty list of numbers"))
+
+
+def _is_scale_pair(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_is_int, value))
+
+
+def _scales(value: Any) -> list:
+    # The original yamls write one scale as a flat [short, long]; a list of pairs is also taken.
+    if _is_scale_pair(value):
+        return [tuple(value)]
+    if isinstance(value, (list, tuple)) and value and all(map(_is_scale_pair, value)):
+        return [tuple(pair) for pair in value]
+    raise TypeError("expected [short, long] or a list of [short, long] integer pairs")
+
+
+def _feat_stride(value: Any) -> int | list:
+    # One stride, or one per pyramid level for FPN ([4, 8, 16, 32, 64]).
+    if _is_int(value):
+        return value
+    if isinstance(value, (list, tuple)) and value and all(map(_is_int, value)):
+        return list(value)
+    raise TypeError("expected an integer or a non-empty list of integers")
+
+
+def _str_list(value: Any) -> list:
+    if isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value):
+        return list(value)
+    raise TypeError("expected a list of strings")
+
+
+CONVERSIONS: dict[str, Callable[[Any], Any]] = {
+    "SCALES": _scales,
+    "TEST_SCALES": _scales,
+    "network.PIXEL_MEANS": _float_array(3),
+    "network.RPN_FEAT_STRIDE": _feat_stride,
+    "network.FIXED_PARAMS": _str_list,
+    "network.FIXED_PARAMS_SHARED": _str_list,
+    "network.ANCHOR_SCALES": _number_tuple,
+    "network.ANCHOR_RATIOS": _number_tuple,
+    "TRAIN.BBOX_WEIGHTS": _float_array(4),
+    # The original keeps these three as sequences (tuples by default); we always make tuples.
+    "TRAIN.RPN_BBOX_WEIGHTS": _float_tuple(4),
+    "TRAIN.BBOX_MEANS": _float_tuple(4),
+    "TRAIN.BBOX_STDS": _float_tuple(4),
+}
+
+
+def _scalar(value: Any, default: Any) -> Any:
+    """Checks a plain value against the type of its default."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise TypeError("expected true or false")
+    if isinstance(default, int):
+        if _is_int(value):
+            return value
+        raise TypeError("expected an integer")
+    if isinstance(default, float):
+        if _is_number(value):
+            return float(value)
+        raise TypeError("expected a number")
+    if isinstance(default, str):
+        if isinstance(value, str):
+            return value
+        if _is_number(value):  # gpus: 0, lr_step: 8
+            return str(value)
+        raise TypeError("expected a string")
+    raise AssertionError(f"default of type {type(default).__name__} needs a CONVERSIONS entry")
+
+
+def _convert(key: str, value: Any, default: Any, source: str) -> Any:
+    convert = CONVERSIONS.get(key)
+    try:
+        return convert(value) if convert else _scalar(value, default)
+    except TypeError as err:
+        raise ValueError(
+            f"bad value for config key {key} in {source}: {err}, got {value!r}"
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Merging.
+
+
+def _merge(base: dict, update: Mapping, source: str, prefix: str = "") -> None:
+    """Merges `update` into `base` in place, checking and converting every leaf."""
+    for name, value in update.items():
+        key = f"{prefix}{name}"
+        if not isinstance(name, str) or name not in base:
+            raise ValueError(f"unknown config key {key} in {source}")
+        if isinstance(base[name], dict):
+            if value is None:  # a section whose keys are all commented out
+                continue
+            if not isinstance(value, Mapping):  # a config error, so ValueError
+                raise ValueError(  # noqa: TRY004
+                    f"bad value for config key {key} in {source}: expected a mapping, got {value!r}"
+                )
+            _merge(base[name], value, source, key + ".")
+        else:
+            base[name] = _convert(key, value, base[name], source)
+
+
+def _fresh(tree: Mapping, prefix: str = "") -> dict:
+    """A new copy of a defaults tree with every leaf converted (no object shared with `tree`)."""
+    out = {}
+    for name, value in tree.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, Mapping):
+            out[name] = _fresh(value, key + ".")
+        else:
+            out[name] = _convert(key, value, value, "lib/config/defaults.py")
+    return out
+
+
+def _check(tree: dict, source: str) -> None:
+    """Cross-key checks, run once on the merged config."""
+    net = tree["network"]
+    expected = len(net["ANCHOR_SCALES"]) * len(net["ANCHOR_RATIOS"])
+    if net["NUM_ANCHORS"] != expected:
+        raise ValueError(
+            f"bad value for config key network.NUM_ANCHORS in {source}: "
+            f"{net['NUM_ANCHORS']} != len(ANCHOR_SCALES) * len(ANCHOR_RATIOS) = {expected}"
+        )
+
+
+def infer_arch(symbol: str) -> str:
+    """Returns the `ARCH_DEFAULTS` key for a symbol name, by `ARCH_BY_SYMBOL` substrings."""
+    for needle, arch in ARCH_BY_SYMBOL:
+        if needle in symbol:
+            return arch
+    return DEFAULT_ARCH
+
+
+def _defaults_tree(arch: str) -> dict:
+    if arch not in ARCH_DEFAULTS:
+        raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCH_DEFAULTS)}")
+    tree = _fresh(DEFAULTS)
+    _merge(tree, ARCH_DEFAULTS[arch], f"ARCH_DEFAULTS[{arch!r}]")
+    return tree
+
+
+def default_config(arch: str = DEFAULT_ARCH) -> EasyDict:
+    """Returns a fresh config holding only the defaults of `arch` (a key of `ARCH_DEFAULTS`)."""
+    return EasyDict(_defaults_tree(arch))
+
+
+def _parse_override(item: str) -> dict:
+    """Turns "TRAIN.lr=0.001" into {"TRAIN": {"lr": 0.001}}; an empty value means ''."""
+    if not isinstance(item, str):
+        raise TypeError(f"override {item!r} is not a KEY=VALUE string")
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ValueError(f"override {item!r} is not KEY=VALUE")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as err:
+        raise ValueError(f"override {item!r}: cannot parse the value: {err}") from None
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def load_config(
+    path: PathLike,
+    overrides: Sequence[str] | None = None,
+    arch: str | None = None,
+) -> EasyDict:
+    """Loads an experiment yaml over the defaults and returns a new config.
+
+    Args:
+        path: The experiment yaml.
+        overrides: `KEY=VALUE` strings applied after the yaml, e.g. `["TRAIN.lr=0.001",
+            "SCALES=[[300,500]]"]`; keys are dotted paths, values are parsed with yaml.
+        arch: A key of `ARCH_DEFAULTS` ("rfcn", "faster_rcnn", "fpn", "deeplab") choosing the
+            default deltas; None infers it from the config's `symbol` (see `infer_arch`).
+
+    Returns:
+        A fresh EasyDict; no object in it is shared with another load or with the defaults.
+
+    Raises:
+        ValueError: an unknown key at any depth, a value of the wrong type, a malformed override,
+            or inconsistent keys (NUM_ANCHORS); the message names the dotted key and the file.
+    """
+    source = os.fspath(path)
+    with open(source, encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ValueError(  # noqa: TRY004 (a config error, like the others)
+            f"config file {source} must hold a mapping, got {type(data).__name__}"
+        )
+    if isinstance(overrides, str):
+        raise TypeError(f"overrides must be a list of KEY=VALUE strings, got {overrides!r}")
+    updates = [(_parse_override(item), f"--set {item}") for item in overrides or ()]
+
+    if arch is None:
+        symbol = data.get("symbol", "")
+        for update, _ in updates:
+            symbol = update.get("symbol", symbol)
+        arch = infer_arch(symbol if isinstance(symbol, str) else "")
+    tree = _defaults_tree(arch)
+    _merge(tree, data, source)
+    for update, update_source in updates:
+        _merge(tree, update, update_source)
+    _check(tree, source + (" with overrides" if updates else ""))
+    return EasyDict(tree)
+
+
+# ---------------------------------------------------------------------------------------------
+# Saving.
+
+
+def _plain(value: Any) -> Any:
+    """Turns a config into yaml-safe builtins (arrays and tuples become lists)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def dump_config(cfg: Mapping) -> str:
+    """Returns the config as yaml text that `load_config` reads back to an equal config."""
+    return yaml.safe_dump(_plain(cfg), sort_keys=False, default_flow_style=None, width=100)
+
+
+def save_config(cfg: Mapping, output_dir: PathLike) -> str:
+    """Writes `cfg` to `<output_dir>/config.yaml` atomically and returns that path.
+
+    The file is written to a temporary name in the same directory and moved into place with
+    `os.replace`, so a reader never sees a half-written config.
+    """
+    output_dir = os.fspath(output_dir)
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, "config.yaml")
+    text = dump_config(cfg)
+    fd, tmp = tempfile.mkstemp(prefix=".config.", suffix=".yaml.tmp", dir=output_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    logger.info("wrote config to %s", path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line.
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Adds `--cfg FILE` (required) and repeatable `--set KEY=VALUE` to `parser`."""
+    parser.add_argument("--cfg", required=True, help="experiment config yaml")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set TRAIN.lr=0.001 (repeatable)",
+    )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, arch: str | None = None) -> EasyDict:
+    """Loads the config named by arguments from `add_config_args`."""
+    return load_config(args.cfg, overrides=args.overrides, arch=arch)

@@ -1,0 +1,1 @@
+"""Shared utilities: logging setup (logger), and others added alongside it."""
