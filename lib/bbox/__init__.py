@@ -1,0 +1,1 @@
+"""Box geometry: IoU (Cython), box encodings and R-CNN regression targets."""

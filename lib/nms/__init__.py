@@ -1,0 +1,1 @@
+"""Non-maximum suppression: numpy, Cython, CUDA (optional) and soft-NMS."""

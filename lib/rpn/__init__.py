@@ -1,0 +1,1 @@
+"""Anchors and RPN training targets."""
