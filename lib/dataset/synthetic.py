@@ -54,6 +54,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from lib.dataset.cityscapes import LABEL_TO_TRAIN_ID
+from lib.dataset.voc_seg import voc_palette
+
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -68,14 +71,6 @@ COCO_CATEGORY_IDS: tuple[int, ...] = (1, 3, 5, 7)
 CITYSCAPES_CLASS_IDS: tuple[int, ...] = (26, 24, 20, 33)
 FORMATS: tuple[str, ...] = ("coco", "voc", "cityscapes")
 
-# Official Cityscapes labelId -> trainId table (cityscapesScripts helpers/labels.py); 255 = ignore.
-CITYSCAPES_LABEL_TO_TRAIN_ID: dict[int, int] = {
-    0: 255, 1: 255, 2: 255, 3: 255, 4: 255, 5: 255, 6: 255,  # unlabeled .. ground
-    7: 0, 8: 1, 9: 255, 10: 255, 11: 2, 12: 3, 13: 4,  # road, sidewalk, .., building, wall, fence
-    14: 255, 15: 255, 16: 255, 17: 5, 18: 255, 19: 6, 20: 7,  # .., pole, .., light, sign
-    21: 8, 22: 9, 23: 10, 24: 11, 25: 12, 26: 13, 27: 14,  # vegetation .. truck
-    28: 15, 29: 255, 30: 255, 31: 16, 32: 17, 33: 18,  # bus, .., train, motorcycle, bicycle
-}  # fmt: skip
 # Cityscapes classes with hasInstances=True (person .. bicycle); their instanceIds are id*1000+k.
 _CITYSCAPES_INSTANCE_IDS = frozenset(range(24, 34))
 
@@ -512,19 +507,6 @@ def write_coco(root: PathLike, sets: Mapping[str, Iterable[Scene]], crowd_every:
     return summary
 
 
-def voc_palette() -> np.ndarray:
-    """The PASCAL VOC colour map, (256, 3) uint8 RGB (index 255, 'void', is (224, 224, 192))."""
-    palette = np.zeros((256, 3), np.uint8)
-    for i in range(256):
-        c, rgb = i, [0, 0, 0]
-        for bit in range(7, -1, -1):
-            for ch in range(3):
-                rgb[ch] |= ((c >> ch) & 1) << bit
-            c >>= 3
-        palette[i] = rgb
-    return palette
-
-
 def _write_palette_png(path: Path, values: np.ndarray, palette: np.ndarray) -> None:
     im = Image.fromarray(values)
     im.putpalette(palette.tobytes())
@@ -674,7 +656,7 @@ def write_cityscapes(root: PathLike, sets: Mapping[str, Iterable[Scene]]) -> dic
     """
     base = Path(root) / "cityscapes"
     lut = np.full(256, 255, np.uint8)
-    for label_id, train_id in CITYSCAPES_LABEL_TO_TRAIN_ID.items():
+    for label_id, train_id in LABEL_TO_TRAIN_ID.items():
         lut[label_id] = train_id
     summary = {}
     for split, scenes in sets.items():

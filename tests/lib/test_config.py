@@ -21,6 +21,7 @@ from lib.config import (
     load_config,
     save_config,
 )
+from lib.dataset.synthetic import CLASSES
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
@@ -140,14 +141,17 @@ def test_synthetic_cpu_configs(arch, deformable):
     assert 3 <= cfg.TRAIN.end_epoch <= 6
     assert cfg.TEST.test_epoch == cfg.TRAIN.end_epoch
     assert max(cfg.SCALES[0]) <= 512
-    assert cfg.dataset.NUM_CLASSES == 4
-    assert (cfg.dataset.image_set, cfg.dataset.test_image_set) == ("train", "test")
+    # The sets and class counts the generator (lib.dataset.synthetic) writes.
+    assert (cfg.dataset.image_set, cfg.dataset.test_image_set) == ("train", "val")
     if arch == "deeplab":
         assert cfg.dataset.dataset == "synthetic_seg"
+        assert cfg.dataset.NUM_CLASSES == 19  # Cityscapes train ids
+        assert cfg.dataset.dataset_path == "./data/synthetic/cityscapes"
     else:
         assert cfg.dataset.dataset == "synthetic"
+        assert cfg.dataset.NUM_CLASSES == len(CLASSES) + 1  # + background
         assert cfg.dataset.root_path == "./data"
-        assert cfg.dataset.dataset_path == "./data/synthetic"
+        assert cfg.dataset.dataset_path == "./data/synthetic/coco"
         assert cfg.TRAIN.END2END and cfg.TEST.HAS_RPN
     if arch in ("rfcn", "faster_rcnn"):
         assert cfg.network.ANCHOR_SCALES == (2, 4, 8, 16)

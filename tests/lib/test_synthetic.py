@@ -15,9 +15,9 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from lib.dataset import synthetic
+from lib.dataset.cityscapes import LABEL_TO_TRAIN_ID
 from lib.dataset.synthetic import (
     CITYSCAPES_CLASS_IDS,
-    CITYSCAPES_LABEL_TO_TRAIN_ID,
     CLASSES,
     COCO_CATEGORY_IDS,
     generate,
@@ -151,7 +151,7 @@ def test_voc(data_root: Path) -> None:
 def test_cityscapes(data_root: Path) -> None:
     base = data_root / "cityscapes"
     lut = np.full(256, -1)
-    for label_id, train_id in CITYSCAPES_LABEL_TO_TRAIN_ID.items():
+    for label_id, train_id in LABEL_TO_TRAIN_ID.items():
         lut[label_id] = train_id
     # A few entries of the official table, as a check on the table itself.
     assert (lut[7], lut[11], lut[23], lut[24], lut[26], lut[33], lut[0], lut[4]) == (
