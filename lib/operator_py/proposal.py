@@ -1,0 +1,332 @@
+"""RPN proposals as a Python CustomOp (``op_type='proposal'``), from Faster R-CNN (Ren et al.).
+
+Inputs (one image per device, as the original):
+
+- ``cls_prob`` (1, 2A, H, W): RPN softmax; channels ``[0, A)`` are background, ``[A, 2A)``
+  foreground, anchor ``a`` at channel ``A + a``.
+- ``bbox_pred`` (1, 4A, H, W): deltas ``(dx, dy, dw, dh)`` of anchor ``a`` at channels
+  ``4a..4a+3``.
+- ``im_info`` (1, 3): ``(height, width, scale)`` of the (resized, unpadded) image.
+
+Outputs: ``output`` (post_nms_top_n, 5) rois ``(batch index 0, x1, y1, x2, y2)`` and, with
+``output_score``, ``score`` (post_nms_top_n, 1).
+
+Steps: anchors (py-faster-rcnn, base size = feat_stride) at every position of the feature map
+cropped to ``int(im_info[:2] / feat_stride)``; decode; clip to ``[0, W-1] x [0, H-1]``; drop
+boxes with a side ``< rpn_min_size * im_info[2]``; top ``rpn_pre_nms_top_n`` by score; NMS at
+``threshold``; top ``rpn_post_nms_top_n``; pad to exactly ``rpn_post_nms_top_n`` rows by
+repeating the kept boxes cyclically.
+
+Differences from MXNet's C++ ``_contrib_Proposal`` (which uses the same anchors, position-major
+proposal order, decoding, clipping and +1 IoU): the C++ op keeps positions outside the
+cropped map and boxes below the minimum size but gives them score -1 (enlarging the small ones
+by ``min_size / 2`` per side), so they can only fill the output when fewer valid boxes survive;
+it computes in float32 and suppresses at IoU ``> threshold`` where the CPU NMS here suppresses
+at ``>= threshold``; our decoding clamps ``dw, dh`` at ``log(1000 / 16)``. With enough valid
+boxes the outputs agree (``tests/lib/test_operator_py.py``).
+
+Fixes over the original Python op: NMS runs on the CPU (Cython) unless the input lives on a GPU
+and the CUDA NMS is built; padding is deterministic (cyclic, as the C++ op) instead of
+``npr.choice``; no crash when no box survives the size filter.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import mxnet as mx
+import numpy as np
+
+from lib.bbox.bbox_transform import bbox_pred, clip_boxes, filter_boxes
+from lib.nms.nms import cpu_nms_wrapper, gpu_nms_wrapper
+from lib.rpn.generate_anchor import generate_anchors
+
+logger = logging.getLogger(__name__)
+
+NmsFn = Callable[[np.ndarray], Sequence[int]]
+
+
+def parse_bool(value: Any) -> bool:
+    """A CustomOp attribute (``'True'``, ``'false'``, ``'1'``, ``True``) as a bool."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0"):
+            return False
+        raise ValueError(f"expected a boolean attribute, got {value!r}")
+    return bool(value)
+
+
+def parse_floats(value: Any) -> tuple[float, ...]:
+    """A CustomOp attribute such as ``'(0.5, 1, 2)'``, ``'[8]'`` or ``'8'`` as floats."""
+    if isinstance(value, str):
+        value = ast.literal_eval(value.strip())
+    return tuple(float(v) for v in np.atleast_1d(np.asarray(value, dtype=np.float64)))
+
+
+def shifted_anchors(anchors: np.ndarray, height: int, width: int, stride: int) -> np.ndarray:
+    """(height * width * A, 4) anchors at every position, position-major (row, col, anchor)."""
+    shift_x, shift_y = np.meshgrid(np.arange(width) * stride, np.arange(height) * stride)
+    shifts = np.stack([shift_x.ravel(), shift_y.ravel()] * 2, axis=1).astype(np.float64)
+    return (anchors[None, :, :] + shifts[:, None, :]).reshape(-1, 4)
+
+
+def generate_proposals(
+    fg_scores: np.ndarray,
+    bbox_deltas: np.ndarray,
+    im_info: np.ndarray,
+    anchors: np.ndarray,
+    feat_stride: int,
+    pre_nms_top_n: int,
+    post_nms_top_n: int,
+    min_size: float,
+    nms: NmsFn,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The proposal computation of one image (see the module docstring).
+
+    Args:
+        fg_scores: (A, H, W) foreground probabilities.
+        bbox_deltas: (4A, H, W) deltas.
+        im_info: ``(height, width, scale)``.
+        anchors: (A, 4) reference anchors.
+        feat_stride: stride of the feature map in input pixels.
+        pre_nms_top_n: boxes kept before NMS (<= 0: all).
+        post_nms_top_n: number of output rows (> 0).
+        min_size: minimum side, in pixels of the original image (scaled by ``im_info[2]``).
+        nms: ``dets (N, 5) float32 -> kept indices``, in descending score order.
+
+    Returns:
+        ``(rois, scores)``: (post_nms_top_n, 5) float32 with batch index 0, and
+        (post_nms_top_n, 1) float32.
+    """
+    num_anchors = anchors.shape[0]
+    # The real image size, not the padded feature map.
+    height = min(int(im_info[0] / feat_stride), fg_scores.shape[1])
+    width = min(int(im_info[1] / feat_stride), fg_scores.shape[2])
+
+    all_anchors = shifted_anchors(anchors, height, width, feat_stride)
+    deltas = bbox_deltas[:, :height, :width].reshape(num_anchors, 4, height, width)
+    deltas = deltas.transpose(2, 3, 0, 1).reshape(-1, 4).astype(np.float64)
+    scores = fg_scores[:, :height, :width].transpose(1, 2, 0).reshape(-1)
+
+    proposals = clip_boxes(bbox_pred(all_anchors, deltas), (im_info[0], im_info[1]))
+
+    keep = filter_boxes(proposals, min_size * im_info[2])
+    if keep.size == 0 and proposals.shape[0] > 0:
+        logger.warning(
+            "proposal: no box has both sides >= %.1f px; keeping the small ones",
+            min_size * im_info[2],
+        )
+        keep = np.arange(proposals.shape[0])
+    if keep.size == 0:
+        raise ValueError(f"proposal: empty feature map for im_info {tuple(im_info)}")
+    proposals, scores = proposals[keep], scores[keep]
+
+    order = np.argsort(-scores, kind="stable")
+    if pre_nms_top_n > 0:
+        order = order[:pre_nms_top_n]
+    proposals, scores = proposals[order], scores[order]
+
+    dets = np.hstack((proposals, scores[:, None])).astype(np.float32)
+    keep = np.asarray(nms(dets), dtype=np.int64)[:post_nms_top_n]
+    # Pad to a fixed size by cycling through the kept boxes (as the C++ op).
+    keep = np.resize(keep, post_nms_top_n)
+
+    rois = np.zeros((post_nms_top_n, 5), dtype=np.float32)
+    rois[:, 1:] = proposals[keep]
+    return rois, scores[keep].astype(np.float32)[:, None]
+
+
+def _check_batch(batch_size: int) -> None:
+    # 0 is an unknown dimension during shape inference
+    if batch_size not in (0, 1):
+        raise ValueError(
+            f"proposal: only one image per device is supported, got a batch of {batch_size}"
+        )
+
+
+class ProposalOperator(mx.operator.CustomOp):
+    """Forward: :func:`generate_proposals`; backward: zero gradients."""
+
+    def __init__(
+        self,
+        feat_stride: int,
+        scales: Sequence[float],
+        ratios: Sequence[float],
+        output_score: bool,
+        rpn_pre_nms_top_n: int,
+        rpn_post_nms_top_n: int,
+        threshold: float,
+        rpn_min_size: float,
+    ) -> None:
+        super().__init__()
+        self._feat_stride = feat_stride
+        self._anchors = generate_anchors(base_size=feat_stride, scales=scales, ratios=ratios)
+        self._output_score = output_score
+        self._pre_nms_top_n = rpn_pre_nms_top_n
+        self._post_nms_top_n = rpn_post_nms_top_n
+        self._threshold = threshold
+        self._min_size = rpn_min_size
+        self._nms: NmsFn | None = None
+
+    def _get_nms(self, ctx: mx.Context) -> NmsFn:
+        if self._nms is None:
+            if ctx.device_type == "gpu":
+                try:
+                    self._nms = gpu_nms_wrapper(self._threshold, ctx.device_id)
+                except RuntimeError as err:
+                    logger.warning("proposal: %s; using the CPU NMS", err)
+            if self._nms is None:
+                self._nms = cpu_nms_wrapper(self._threshold)
+        return self._nms
+
+    def forward(self, is_train, req, in_data, out_data, aux):
+        _check_batch(in_data[0].shape[0])
+        num_anchors = self._anchors.shape[0]
+        cls_prob = in_data[0].asnumpy()
+        if cls_prob.shape[1] != 2 * num_anchors:
+            raise ValueError(
+                f"proposal: cls_prob has {cls_prob.shape[1]} channels, expected 2 * "
+                f"{num_anchors} anchors"
+            )
+        rois, scores = generate_proposals(
+            fg_scores=cls_prob[0, num_anchors:],
+            bbox_deltas=in_data[1].asnumpy()[0],
+            im_info=in_data[2].asnumpy()[0],
+            anchors=self._anchors,
+            feat_stride=self._feat_stride,
+            pre_nms_top_n=self._pre_nms_top_n,
+            post_nms_top_n=self._post_nms_top_n,
+            min_size=self._min_size,
+            nms=self._get_nms(in_data[0].context),
+        )
+        self.assign(out_data[0], req[0], mx.nd.array(rois))
+        if self._output_score:
+            self.assign(out_data[1], req[1], mx.nd.array(scores))
+
+    def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
+        for i in range(len(in_grad)):
+            self.assign(in_grad[i], req[i], 0)
+
+
+@mx.operator.register("proposal")
+class ProposalProp(mx.operator.CustomOpProp):
+    """Attributes and defaults as the original ``proposal`` op."""
+
+    def __init__(
+        self,
+        feat_stride: str = "16",
+        scales: str = "(8, 16, 32)",
+        ratios: str = "(0.5, 1, 2)",
+        output_score: str = "False",
+        rpn_pre_nms_top_n: str = "6000",
+        rpn_post_nms_top_n: str = "300",
+        threshold: str = "0.3",
+        rpn_min_size: str = "16",
+    ) -> None:
+        super().__init__(need_top_grad=False)
+        self._feat_stride = int(feat_stride)
+        self._scales = parse_floats(scales)
+        self._ratios = parse_floats(ratios)
+        self._output_score = parse_bool(output_score)
+        self._pre_nms_top_n = int(rpn_pre_nms_top_n)
+        self._post_nms_top_n = int(rpn_post_nms_top_n)
+        self._threshold = float(threshold)
+        self._min_size = float(rpn_min_size)
+        if self._post_nms_top_n <= 0:
+            raise ValueError(f"proposal: rpn_post_nms_top_n must be > 0, got {rpn_post_nms_top_n}")
+
+    def list_arguments(self):
+        return ["cls_prob", "bbox_pred", "im_info"]
+
+    def list_outputs(self):
+        return ["output", "score"] if self._output_score else ["output"]
+
+    def infer_shape(self, in_shape):
+        cls_prob_shape, bbox_pred_shape = in_shape[0], in_shape[1]
+        _check_batch(cls_prob_shape[0])
+        if cls_prob_shape[0] != bbox_pred_shape[0]:
+            raise ValueError(
+                f"proposal: cls_prob batch {cls_prob_shape[0]} != bbox_pred batch "
+                f"{bbox_pred_shape[0]}"
+            )
+        im_info_shape = (cls_prob_shape[0], 3)
+        outputs = [(self._post_nms_top_n, 5)]
+        if self._output_score:
+            outputs.append((self._post_nms_top_n, 1))
+        return [cls_prob_shape, bbox_pred_shape, im_info_shape], outputs, []
+
+    def create_operator(self, ctx, shapes, dtypes):
+        return ProposalOperator(
+            self._feat_stride,
+            self._scales,
+            self._ratios,
+            self._output_score,
+            self._pre_nms_top_n,
+            self._post_nms_top_n,
+            self._threshold,
+            self._min_size,
+        )
+
+    def declare_backward_dependency(self, out_grad, in_data, out_data):
+        return []
+
+
+def proposal_symbol(
+    cfg: Any,
+    is_train: bool,
+    cls_prob: mx.sym.Symbol,
+    bbox_pred: mx.sym.Symbol,
+    im_info: mx.sym.Symbol,
+    name: str = "rois",
+    output_score: bool = False,
+) -> mx.sym.Symbol:
+    """The RPN proposal layer of a detection symbol, configured from ``cfg``.
+
+    Uses MXNet's C++ ``mx.sym.contrib.Proposal`` when ``cfg.TRAIN.CXX_PROPOSAL`` (training) or
+    ``cfg.TEST.CXX_PROPOSAL`` (testing) is set, else the Python ``proposal`` CustomOp; both get
+    ``network.RPN_FEAT_STRIDE``, ``ANCHOR_SCALES``, ``ANCHOR_RATIOS`` and the phase's
+    ``RPN_PRE_NMS_TOP_N``, ``RPN_POST_NMS_TOP_N``, ``RPN_NMS_THRESH``, ``RPN_MIN_SIZE``.
+
+    Args:
+        cfg: the experiment config.
+        is_train: use the ``TRAIN`` (else ``TEST``) settings.
+        cls_prob: (1, 2A, H, W) RPN probabilities (background channels first).
+        bbox_pred: (1, 4A, H, W) RPN deltas.
+        im_info: (1, 3) image info.
+        name: layer name (``'rois'`` in the original networks).
+        output_score: also output the (N, 1) scores.
+    """
+    phase = cfg.TRAIN if is_train else cfg.TEST
+    attrs = {
+        "scales": tuple(float(s) for s in cfg.network.ANCHOR_SCALES),
+        "ratios": tuple(float(r) for r in cfg.network.ANCHOR_RATIOS),
+        "rpn_pre_nms_top_n": int(phase.RPN_PRE_NMS_TOP_N),
+        "rpn_post_nms_top_n": int(phase.RPN_POST_NMS_TOP_N),
+        "threshold": float(phase.RPN_NMS_THRESH),
+        "rpn_min_size": int(phase.RPN_MIN_SIZE),
+        "output_score": bool(output_score),
+    }
+    stride = int(cfg.network.RPN_FEAT_STRIDE)
+    if phase.CXX_PROPOSAL:
+        return mx.sym.contrib.Proposal(
+            cls_prob=cls_prob,
+            bbox_pred=bbox_pred,
+            im_info=im_info,
+            name=name,
+            feature_stride=stride,
+            **attrs,
+        )
+    return mx.sym.Custom(
+        cls_prob=cls_prob,
+        bbox_pred=bbox_pred,
+        im_info=im_info,
+        name=name,
+        op_type="proposal",
+        feat_stride=stride,
+        **attrs,
+    )

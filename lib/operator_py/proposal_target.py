@@ -1,0 +1,322 @@
+"""R-CNN training targets for the RPN proposals (``op_type='proposal_target'``).
+
+Inputs: ``rois`` (N, 5) ``(batch index 0, x1, y1, x2, y2)`` from the proposal layer and
+``gt_boxes`` (G, 5) ``(x1, y1, x2, y2, class)`` of one image. The gt boxes are appended to the
+proposals, then :func:`sample_rois` picks foreground RoIs (IoU >= ``fg_thresh`` with a gt) and
+background RoIs (IoU in ``[bg_thresh_lo, bg_thresh_hi)``) and computes their regression targets.
+
+Outputs: ``rois_output`` (R, 5), ``label`` (R,), ``bbox_target`` (R, 4 * num_classes) and
+``bbox_weight`` (R, 4 * num_classes), with R = ``batch_rois / batch_images`` or, when
+``batch_rois == -1`` (R-FCN and FPN with OHEM), R = N + G: every proposal and gt is kept.
+
+``num_classes`` is the number of *regression* classes: 2 for class-agnostic regression (the
+target goes to slot 1), else the number of classes (slot = class).
+
+Differences from the original: the configuration arrives as explicit attributes (``fg_thresh``,
+``bg_thresh_hi``, ``bg_thresh_lo``, ``bbox_means``, ``bbox_stds``, ``bbox_weights``,
+``bbox_normalization_precomputed``, ``class_agnostic``) instead of a pickled config;
+``batch_rois / batch_images`` is an integer division; an image without gt boxes gets
+background labels instead of a crash; gt rows of class <= 0 are treated as padding (neither
+candidates nor targets). See :func:`proposal_target_symbol` for building it from a config.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import mxnet as mx
+import numpy as np
+from easydict import EasyDict
+
+from lib.bbox.bbox_regression import expand_bbox_regression_targets
+from lib.bbox.bbox_transform import bbox_overlaps, bbox_transform
+from lib.operator_py.proposal import parse_bool, parse_floats
+
+logger = logging.getLogger(__name__)
+
+# Defaults of the explicit attributes (the original config defaults).
+DEFAULT_BBOX_MEANS = (0.0, 0.0, 0.0, 0.0)
+DEFAULT_BBOX_STDS = (0.1, 0.1, 0.2, 0.2)
+DEFAULT_BBOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
+
+
+def sample_rois(
+    rois: np.ndarray,
+    fg_rois_per_image: int,
+    rois_per_image: int,
+    num_classes: int,
+    gt_boxes: np.ndarray | None = None,
+    *,
+    labels: np.ndarray | None = None,
+    overlaps: np.ndarray | None = None,
+    bbox_targets: np.ndarray | None = None,
+    fg_thresh: float = 0.5,
+    bg_thresh_hi: float = 0.5,
+    bg_thresh_lo: float = 0.0,
+    bbox_means: Sequence[float] = DEFAULT_BBOX_MEANS,
+    bbox_stds: Sequence[float] = DEFAULT_BBOX_STDS,
+    bbox_weights: Sequence[float] = DEFAULT_BBOX_WEIGHTS,
+    normalize_targets: bool = True,
+    class_agnostic: bool = False,
+    rng: Any = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sample foreground / background RoIs of one image and build their targets.
+
+    Either ``gt_boxes`` is given (targets are computed against the best-overlapping gt) or the
+    precomputed ``labels``, ``overlaps`` and ``bbox_targets`` (rows ``(class, dx, dy, dw, dh)``,
+    already normalised) of a proposal roidb.
+
+    Up to ``fg_rois_per_image`` foreground RoIs (IoU >= ``fg_thresh``) are drawn without
+    replacement, then background RoIs (``bg_thresh_lo <= IoU < bg_thresh_hi``) fill up to
+    ``rois_per_image``; if there are still too few, random RoIs are repeated (as background).
+    Foreground RoIs come first in the output.
+
+    Args:
+        rois: (N, 5) ``(batch index, x1, y1, x2, y2)``.
+        fg_rois_per_image: maximum number of foreground RoIs.
+        rois_per_image: number of output RoIs.
+        num_classes: regression classes (2 when ``class_agnostic``).
+        gt_boxes: (G, 5) ``(x1, y1, x2, y2, class)``.
+        labels, overlaps, bbox_targets: precomputed per-RoI class, max IoU and targets.
+        fg_thresh, bg_thresh_hi, bg_thresh_lo: IoU thresholds (TRAIN.FG_THRESH, ...).
+        bbox_means, bbox_stds: target normalisation, ``(t - means) / stds``.
+        bbox_weights: regression weights of a foreground RoI (TRAIN.BBOX_WEIGHTS).
+        normalize_targets: apply the normalisation (TRAIN.BBOX_NORMALIZATION_PRECOMPUTED).
+        class_agnostic: targets go to slot 1 of 2 (CLASS_AGNOSTIC).
+        rng: ``np.random.RandomState`` / ``Generator``; ``None`` uses ``np.random``.
+
+    Returns:
+        ``(rois, labels, bbox_targets, bbox_weights)``: (R, 5), (R,), (R, 4 * num_classes) and
+        (R, 4 * num_classes), R = ``rois_per_image``; background labels are 0.
+    """
+    rng = np.random if rng is None else rng
+    rois = np.asarray(rois)
+    rois_per_image = int(rois_per_image)
+    fg_rois_per_image = int(fg_rois_per_image)
+    if labels is None:
+        if gt_boxes is None:
+            raise ValueError("sample_rois: pass gt_boxes or precomputed labels/overlaps/targets")
+        gt_boxes = np.asarray(gt_boxes, dtype=np.float64)
+        if gt_boxes.shape[0] > 0:
+            all_overlaps = bbox_overlaps(
+                rois[:, 1:5].astype(np.float64), gt_boxes[:, :4].astype(np.float64)
+            )
+            gt_assignment = all_overlaps.argmax(axis=1)
+            overlaps = all_overlaps.max(axis=1)
+            labels = gt_boxes[gt_assignment, 4]
+        else:
+            gt_assignment = np.zeros(rois.shape[0], dtype=np.int64)
+            overlaps = np.zeros(rois.shape[0])
+            labels = np.zeros(rois.shape[0])
+    elif overlaps is None or bbox_targets is None:
+        raise ValueError("sample_rois: precomputed labels need overlaps and bbox_targets too")
+
+    fg_indexes = np.where(overlaps >= fg_thresh)[0]
+    fg_this_image = min(fg_rois_per_image, fg_indexes.size)
+    if fg_indexes.size > fg_this_image:
+        fg_indexes = rng.choice(fg_indexes, size=fg_this_image, replace=False)
+
+    bg_indexes = np.where((overlaps < bg_thresh_hi) & (overlaps >= bg_thresh_lo))[0]
+    bg_this_image = min(rois_per_image - fg_this_image, bg_indexes.size)
+    if bg_indexes.size > bg_this_image:
+        bg_indexes = rng.choice(bg_indexes, size=bg_this_image, replace=False)
+
+    keep = np.append(fg_indexes, bg_indexes).astype(np.int64)
+    # Pad with random RoIs (labelled background below) to a fixed minibatch size.
+    while keep.shape[0] < rois_per_image:
+        gap = min(rois.shape[0], rois_per_image - keep.shape[0])
+        keep = np.append(keep, rng.choice(rois.shape[0], size=gap, replace=False))
+
+    labels = np.array(labels[keep], dtype=np.float32)
+    labels[fg_this_image:] = 0
+    rois = rois[keep]
+
+    if bbox_targets is not None:
+        target_data = np.asarray(bbox_targets)[keep, :]
+    else:
+        targets = np.zeros((keep.shape[0], 4))
+        if gt_boxes.shape[0] > 0:
+            targets = bbox_transform(rois[:, 1:5], gt_boxes[gt_assignment[keep], :4])
+        if normalize_targets:
+            targets = (targets - np.asarray(bbox_means)) / np.asarray(bbox_stds)
+        target_data = np.hstack((labels[:, None], targets))
+
+    cfg = EasyDict(CLASS_AGNOSTIC=class_agnostic, TRAIN=EasyDict(BBOX_WEIGHTS=bbox_weights))
+    expanded, weights = expand_bbox_regression_targets(target_data, num_classes, cfg)
+    return rois.astype(np.float32), labels, expanded, weights
+
+
+class ProposalTargetOperator(mx.operator.CustomOp):
+    """Forward: append gt boxes to the proposals and :func:`sample_rois`."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        batch_images: int,
+        batch_rois: int,
+        fg_fraction: float,
+        sample_kwargs: dict[str, Any],
+    ) -> None:
+        super().__init__()
+        self._num_classes = num_classes
+        self._batch_images = batch_images
+        self._batch_rois = batch_rois
+        self._fg_fraction = fg_fraction
+        self._sample_kwargs = sample_kwargs
+
+    def forward(self, is_train, req, in_data, out_data, aux):
+        all_rois = in_data[0].asnumpy()
+        gt_boxes = in_data[1].asnumpy()
+
+        if self._batch_rois == -1:
+            rois_per_image = all_rois.shape[0] + gt_boxes.shape[0]
+            fg_rois_per_image = rois_per_image
+        else:
+            rois_per_image = self._batch_rois // self._batch_images
+            fg_rois_per_image = int(np.round(self._fg_fraction * rois_per_image))
+
+        gt_boxes = gt_boxes[gt_boxes[:, 4] > 0]  # rows of class <= 0 are padding
+        gt_rois = np.hstack(
+            (np.zeros((gt_boxes.shape[0], 1), dtype=gt_boxes.dtype), gt_boxes[:, :4])
+        )
+        all_rois = np.vstack((all_rois, gt_rois))
+        if not np.all(all_rois[:, 0] == 0):
+            raise ValueError("proposal_target: only one image per device is supported")
+
+        outputs = sample_rois(
+            all_rois,
+            fg_rois_per_image,
+            rois_per_image,
+            self._num_classes,
+            gt_boxes,
+            **self._sample_kwargs,
+        )
+        for i, value in enumerate(outputs):
+            self.assign(out_data[i], req[i], mx.nd.array(value))
+
+    def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
+        for i in range(len(in_grad)):
+            self.assign(in_grad[i], req[i], 0)
+
+
+@mx.operator.register("proposal_target")
+class ProposalTargetProp(mx.operator.CustomOpProp):
+    """Attributes: the original's ``num_classes, batch_images, batch_rois, fg_fraction`` plus
+    the config values listed in the module docstring."""
+
+    def __init__(
+        self,
+        num_classes: str,
+        batch_images: str,
+        batch_rois: str,
+        fg_fraction: str = "0.25",
+        fg_thresh: str = "0.5",
+        bg_thresh_hi: str = "0.5",
+        bg_thresh_lo: str = "0.0",
+        bbox_means: str = str(DEFAULT_BBOX_MEANS),
+        bbox_stds: str = str(DEFAULT_BBOX_STDS),
+        bbox_weights: str = str(DEFAULT_BBOX_WEIGHTS),
+        bbox_normalization_precomputed: str = "False",
+        class_agnostic: str = "False",
+    ) -> None:
+        super().__init__(need_top_grad=False)
+        self._num_classes = int(num_classes)
+        self._batch_images = int(batch_images)
+        self._batch_rois = int(batch_rois)
+        self._fg_fraction = float(fg_fraction)
+        agnostic = parse_bool(class_agnostic)
+        if self._batch_rois != -1 and (
+            self._batch_rois <= 0 or self._batch_rois % self._batch_images != 0
+        ):
+            raise ValueError(
+                f"proposal_target: batch_rois ({batch_rois}) must be -1 or a positive multiple "
+                f"of batch_images ({batch_images})"
+            )
+        if agnostic and self._num_classes != 2:
+            raise ValueError(
+                "proposal_target: class_agnostic regression has num_classes=2, got "
+                f"{self._num_classes}"
+            )
+        self._sample_kwargs = {
+            "fg_thresh": float(fg_thresh),
+            "bg_thresh_hi": float(bg_thresh_hi),
+            "bg_thresh_lo": float(bg_thresh_lo),
+            "bbox_means": parse_floats(bbox_means),
+            "bbox_stds": parse_floats(bbox_stds),
+            "bbox_weights": parse_floats(bbox_weights),
+            "normalize_targets": parse_bool(bbox_normalization_precomputed),
+            "class_agnostic": agnostic,
+        }
+
+    def list_arguments(self):
+        return ["rois", "gt_boxes"]
+
+    def list_outputs(self):
+        return ["rois_output", "label", "bbox_target", "bbox_weight"]
+
+    def infer_shape(self, in_shape):
+        rois_shape, gt_boxes_shape = in_shape[0], in_shape[1]
+        if self._batch_rois == -1:
+            num = rois_shape[0] + gt_boxes_shape[0]
+        else:
+            num = self._batch_rois // self._batch_images
+        outputs = [(num, 5), (num,), (num, 4 * self._num_classes), (num, 4 * self._num_classes)]
+        return [rois_shape, gt_boxes_shape], outputs, []
+
+    def create_operator(self, ctx, shapes, dtypes):
+        return ProposalTargetOperator(
+            self._num_classes,
+            self._batch_images,
+            self._batch_rois,
+            self._fg_fraction,
+            self._sample_kwargs,
+        )
+
+    def declare_backward_dependency(self, out_grad, in_data, out_data):
+        return []
+
+
+def proposal_target_symbol(
+    cfg: Any,
+    rois: mx.sym.Symbol,
+    gt_boxes: mx.sym.Symbol,
+    num_reg_classes: int,
+    name: str | None = None,
+) -> mx.sym.Symbol:
+    """``proposal_target`` configured from ``cfg`` (TRAIN.* and CLASS_AGNOSTIC).
+
+    Args:
+        cfg: the experiment config.
+        rois: (N, 5) proposals.
+        gt_boxes: (G, 5) gt boxes (reshape the loader's (1, G, 5) with ``shape=(-1, 5)``).
+        num_reg_classes: 2 when ``cfg.CLASS_AGNOSTIC`` else ``dataset.NUM_CLASSES``.
+        name: layer name.
+
+    Returns:
+        The 4-output symbol ``rois_output, label, bbox_target, bbox_weight``.
+    """
+    train = cfg.TRAIN
+
+    def floats(values: Sequence[float]) -> tuple[float, ...]:
+        return tuple(float(v) for v in values)
+
+    return mx.sym.Custom(
+        rois=rois,
+        gt_boxes=gt_boxes,
+        op_type="proposal_target",
+        name=name,
+        num_classes=int(num_reg_classes),
+        batch_images=int(train.BATCH_IMAGES),
+        batch_rois=int(train.BATCH_ROIS),
+        fg_fraction=float(train.FG_FRACTION),
+        fg_thresh=float(train.FG_THRESH),
+        bg_thresh_hi=float(train.BG_THRESH_HI),
+        bg_thresh_lo=float(train.BG_THRESH_LO),
+        bbox_means=floats(train.BBOX_MEANS),
+        bbox_stds=floats(train.BBOX_STDS),
+        bbox_weights=floats(train.BBOX_WEIGHTS),
+        bbox_normalization_precomputed=bool(train.BBOX_NORMALIZATION_PRECOMPUTED),
+        class_agnostic=bool(cfg.CLASS_AGNOSTIC),
+    )

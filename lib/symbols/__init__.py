@@ -1,0 +1,1 @@
+"""Symbol builders shared by the architectures (the ResNet-v1 backbone with the original names)."""

@@ -1,0 +1,379 @@
+"""Python CustomOps: proposal, proposal_target, BoxAnnotatorOHEM."""
+
+import json
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import lib.operator_py  # noqa: F401 (registers the ops)
+from lib.bbox.bbox_transform import bbox_overlaps_py, bbox_transform
+from lib.config import default_config
+from lib.operator_py.box_annotator_ohem import per_roi_loss
+from lib.operator_py.proposal import parse_bool, parse_floats, proposal_symbol
+from lib.operator_py.proposal_target import proposal_target_symbol, sample_rois
+
+SCALES = (4, 8, 16, 32)
+RATIOS = (0.5, 1, 2)
+A = len(SCALES) * len(RATIOS)
+
+
+def rpn_outputs(rng, height, width, delta_std=0.2):
+    """cls_prob (1, 2A, H, W) as the networks make it (softmax over bg/fg) and deltas."""
+    logits = rng.randn(1, 2, A * height, width)
+    prob = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    deltas = rng.randn(1, 4 * A, height, width) * delta_std
+    return prob.reshape(1, 2 * A, height, width), deltas
+
+
+def run_proposal(cls_prob, deltas, im_info, cxx=False, **attrs):
+    attrs = {"scales": SCALES, "ratios": RATIOS, "output_score": True, **attrs}
+    inputs = [mx.nd.array(cls_prob), mx.nd.array(deltas), mx.nd.array([im_info])]
+    if cxx:
+        rois, scores = mx.nd.contrib.Proposal(*inputs, feature_stride=16, **attrs)
+    else:
+        rois, scores = mx.nd.Custom(*inputs, op_type="proposal", feat_stride=16, **attrs)
+    return rois.asnumpy(), scores.asnumpy()
+
+
+# ----------------------------------------------------------------------------------------------
+# proposal
+
+
+def test_attribute_parsing():
+    assert parse_floats("(4, 8, 16, 32)") == (4.0, 8.0, 16.0, 32.0)
+    assert parse_floats("[0.5]") == (0.5,) and parse_floats("8") == (8.0,)
+    assert parse_bool("True") and not parse_bool("False") and parse_bool("1")
+    with pytest.raises(ValueError):
+        parse_bool("maybe")
+
+
+def test_proposal_shapes_clipping_and_nms():
+    rng = np.random.RandomState(0)
+    cls_prob, deltas = rpn_outputs(rng, 20, 30, delta_std=0.5)
+    im_info = (300.0, 450.0, 1.5)  # smaller than the 20x30 map: positions are cropped
+    post, thresh, min_size = 100, 0.6, 16
+    rois, scores = run_proposal(
+        cls_prob,
+        deltas,
+        im_info,
+        rpn_pre_nms_top_n=3000,
+        rpn_post_nms_top_n=post,
+        threshold=thresh,
+        rpn_min_size=min_size,
+    )
+    assert rois.shape == (post, 5) and scores.shape == (post, 1)
+    assert (rois[:, 0] == 0).all()
+    boxes = rois[:, 1:]
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= im_info[1] - 1).all()
+    assert (boxes[:, 1] >= 0).all() and (boxes[:, 3] <= im_info[0] - 1).all()
+    assert (boxes[:, 2] - boxes[:, 0] + 1 >= min_size * im_info[2]).all()
+    assert (boxes[:, 3] - boxes[:, 1] + 1 >= min_size * im_info[2]).all()
+    assert len({tuple(b) for b in boxes}) == post  # enough boxes: no padding here
+    assert (np.diff(scores[:, 0]) <= 0).all()
+    overlaps = bbox_overlaps_py(boxes, boxes)
+    np.fill_diagonal(overlaps, 0)
+    assert overlaps.max() < thresh
+
+
+def test_proposal_pads_cyclically_to_post_nms_top_n():
+    rng = np.random.RandomState(1)
+    cls_prob, deltas = rpn_outputs(rng, 6, 6)
+    # 2 x 2 real positions -> 48 boxes, fewer than 200 survive NMS
+    rois, scores = run_proposal(
+        cls_prob, deltas, (32, 32, 1.0), rpn_post_nms_top_n=200, threshold=0.5, rpn_min_size=0
+    )
+    assert rois.shape == (200, 5)
+    num_kept = len({tuple(r) for r in rois})
+    assert 0 < num_kept < 48
+    idx = np.arange(200) % num_kept
+    np.testing.assert_array_equal(rois, rois[idx])
+    np.testing.assert_array_equal(scores, scores[idx])
+    assert (np.diff(scores[:num_kept, 0]) <= 0).all()
+
+
+@pytest.mark.parametrize(
+    "im_info, min_size",
+    [((320, 480, 1.0), 16), ((300, 450, 1.5), 16), ((150, 200, 0.5), 0)],
+)
+def test_proposal_matches_cxx_op(im_info, min_size):
+    """Same anchors, order, decoding, clipping and NMS as mx.nd.contrib.Proposal: with enough
+    valid boxes the outputs agree row by row (also when im_info crops the feature map)."""
+    rng = np.random.RandomState(2)
+    cls_prob, deltas = rpn_outputs(rng, 20, 30)
+    attrs = {
+        "rpn_pre_nms_top_n": 2000,
+        "rpn_post_nms_top_n": 300,
+        "threshold": 0.7,
+        "rpn_min_size": min_size,
+    }
+    ours = run_proposal(cls_prob, deltas, im_info, **attrs)
+    cxx = run_proposal(cls_prob, deltas, im_info, cxx=True, **attrs)
+    assert cxx[1].min() > 0  # no invalid (-1) box reached the C++ output
+    np.testing.assert_allclose(ours[0], cxx[0], atol=1e-3)
+    np.testing.assert_allclose(ours[1], cxx[1], atol=1e-6)
+
+
+def test_proposal_differs_from_cxx_when_too_few_valid_boxes():
+    """Documented difference: the C++ op fills the output with invalid boxes (outside the
+    cropped map or too small) scored -1; ours repeats the valid ones."""
+    rng = np.random.RandomState(3)
+    cls_prob, deltas = rpn_outputs(rng, 6, 8)
+    attrs = {"rpn_post_nms_top_n": 100, "threshold": 0.7, "rpn_min_size": 16}
+    ours = run_proposal(cls_prob, deltas, (64, 96, 1.0), **attrs)
+    cxx = run_proposal(cls_prob, deltas, (64, 96, 1.0), cxx=True, **attrs)
+    assert ours[1].min() > 0
+    assert cxx[1].min() == -1
+    valid = cxx[1][:, 0] > 0
+    num_valid = int(valid.argmin())  # the valid boxes come first, then the -1 ones
+    assert 1 < num_valid < 100 and not valid[num_valid]
+    np.testing.assert_allclose(ours[0][:num_valid], cxx[0][:num_valid], atol=1e-3)
+    np.testing.assert_array_equal(ours[0], ours[0][np.arange(100) % num_valid])
+
+
+def test_proposal_rejects_batches(capsys):
+    rng = np.random.RandomState(4)
+    cls_prob, deltas = rpn_outputs(rng, 4, 4)
+    inputs = [
+        mx.nd.array(np.concatenate([cls_prob] * 2)),
+        mx.nd.array(np.concatenate([deltas] * 2)),
+        mx.nd.array([[64, 64, 1], [64, 64, 1]]),
+    ]
+    with pytest.raises(mx.base.MXNetError):
+        mx.nd.Custom(*inputs, op_type="proposal", scales=SCALES).wait_to_read()
+    captured = capsys.readouterr()
+    assert "only one image per device" in captured.out + captured.err
+
+
+def _layer(sym, name):
+    nodes = json.loads(sym.tojson())["nodes"]
+    return next(n for n in nodes if n["name"] == name)
+
+
+@pytest.mark.parametrize("cxx", [True, False])
+@pytest.mark.parametrize("is_train", [True, False])
+def test_proposal_symbol_from_config(cxx, is_train):
+    cfg = default_config("rfcn")
+    cfg.network.ANCHOR_SCALES = SCALES
+    cfg.TRAIN.CXX_PROPOSAL = cfg.TEST.CXX_PROPOSAL = cxx
+    phase = cfg.TRAIN if is_train else cfg.TEST
+    sym = proposal_symbol(
+        cfg, is_train, mx.sym.var("cls_prob"), mx.sym.var("bbox_pred"), mx.sym.var("im_info")
+    )
+    layer = _layer(sym, "rois")
+    attrs = layer["attrs"]
+    if cxx:
+        assert layer["op"] == "_contrib_Proposal" and attrs["feature_stride"] == "16"
+    else:
+        assert layer["op"] == "Custom" and attrs["op_type"] == "proposal"
+        assert attrs["feat_stride"] == "16"
+    assert parse_floats(attrs["scales"]) == SCALES
+    assert int(attrs["rpn_pre_nms_top_n"]) == phase.RPN_PRE_NMS_TOP_N
+    assert int(attrs["rpn_post_nms_top_n"]) == phase.RPN_POST_NMS_TOP_N
+    assert float(attrs["threshold"]) == pytest.approx(phase.RPN_NMS_THRESH)
+    assert int(attrs["rpn_min_size"]) == phase.RPN_MIN_SIZE
+    _, out_shapes, _ = sym.infer_shape(
+        cls_prob=(1, 2 * A, 38, 63), bbox_pred=(1, 4 * A, 38, 63), im_info=(1, 3)
+    )
+    assert out_shapes == [(phase.RPN_POST_NMS_TOP_N, 5)]
+
+
+# ----------------------------------------------------------------------------------------------
+# proposal_target
+
+GT = np.array([[20, 30, 120, 150, 3], [200, 100, 300, 220, 7]], dtype=np.float64)
+MEANS, STDS = (0.0, 0.0, 0.0, 0.0), (0.1, 0.1, 0.2, 0.2)
+
+
+def jittered_rois(rng, n=300):
+    """Proposals around the gt boxes (a range of IoUs) and random boxes."""
+    base = GT[rng.randint(0, len(GT), n), :4]
+    wh = base[:, 2:] - base[:, :2]
+    boxes = base + rng.uniform(-0.6, 0.6, (n, 4)) * np.hstack([wh, wh])
+    boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 4)
+    return np.hstack([np.zeros((n, 1)), boxes])
+
+
+def check_targets(rois, labels, targets, weights, class_agnostic, num_reg):
+    overlaps = bbox_overlaps_py(rois[:, 1:], GT[:, :4])
+    assignment = overlaps.argmax(axis=1)
+    for i in range(rois.shape[0]):
+        expected = np.zeros(4 * num_reg)
+        expected_w = np.zeros(4 * num_reg)
+        if labels[i] > 0:
+            assert labels[i] == GT[assignment[i], 4]
+            slot = 1 if class_agnostic else int(labels[i])
+            delta = bbox_transform(rois[i : i + 1, 1:], GT[assignment[i] : assignment[i] + 1, :4])
+            expected[4 * slot : 4 * slot + 4] = (delta[0] - MEANS) / STDS
+            expected_w[4 * slot : 4 * slot + 4] = 1
+        np.testing.assert_allclose(targets[i], expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(weights[i], expected_w)
+
+
+@pytest.mark.parametrize("class_agnostic", [True, False])
+def test_sample_rois_fractions_labels_and_targets(class_agnostic):
+    rng = np.random.RandomState(5)
+    candidates = np.vstack([jittered_rois(rng), np.hstack([np.zeros((2, 1)), GT[:, :4]])])
+    num_reg = 2 if class_agnostic else 8
+    rois, labels, targets, weights = sample_rois(
+        candidates,
+        32,
+        128,
+        num_reg,
+        GT,
+        bg_thresh_lo=0.1,
+        class_agnostic=class_agnostic,
+        bbox_means=MEANS,
+        bbox_stds=STDS,
+        rng=np.random.RandomState(0),
+    )
+    assert rois.shape == (128, 5) and labels.shape == (128,)
+    assert targets.shape == weights.shape == (128, 4 * num_reg)
+    overlaps = bbox_overlaps_py(rois[:, 1:], GT[:, :4]).max(axis=1)
+    num_fg = int((labels > 0).sum())
+    assert num_fg == 32  # plenty of fg candidates: exactly the fg fraction
+    assert (labels[:num_fg] > 0).all() and (labels[num_fg:] == 0).all()
+    assert (overlaps[:num_fg] >= 0.5).all()
+    assert ((overlaps[num_fg:] < 0.5) & (overlaps[num_fg:] >= 0.1)).all()
+    assert len({tuple(r) for r in rois}) == 128  # enough candidates: no repeats
+    check_targets(rois, labels, targets, weights, class_agnostic, num_reg)
+
+
+def test_sample_rois_pads_with_background_when_short():
+    rng = np.random.RandomState(6)
+    candidates = jittered_rois(rng, 20)
+    rois, labels, _, weights = sample_rois(
+        candidates,
+        16,
+        64,
+        2,
+        GT,
+        bg_thresh_lo=0.0,
+        class_agnostic=True,
+        rng=np.random.RandomState(0),
+    )
+    assert rois.shape == (64, 5)
+    num_fg = int((labels > 0).sum())
+    assert num_fg <= 16 and (labels[num_fg:] == 0).all()
+    assert (weights[num_fg:] == 0).all()
+
+
+def test_sample_rois_without_gt_is_all_background():
+    rois, labels, _targets, weights = sample_rois(
+        jittered_rois(np.random.RandomState(7), 10),
+        5,
+        10,
+        2,
+        np.zeros((0, 5)),
+        class_agnostic=True,
+    )
+    assert (labels == 0).all() and (weights == 0).all() and rois.shape == (10, 5)
+
+
+def test_proposal_target_op_keeps_everything_with_batch_rois_minus_one():
+    rng = np.random.RandomState(8)
+    proposals = jittered_rois(rng, 50)
+    gt = np.vstack([GT, [[0, 0, 0, 0, 0]]])  # a padding row (class 0)
+    rois, label, target, weight = mx.nd.Custom(
+        mx.nd.array(proposals),
+        mx.nd.array(gt),
+        op_type="proposal_target",
+        num_classes=2,
+        batch_images=1,
+        batch_rois=-1,
+        fg_fraction=0.25,
+        bbox_means=MEANS,
+        bbox_stds=STDS,
+        bbox_normalization_precomputed=True,
+        class_agnostic=True,
+    )
+    rois, label = rois.asnumpy(), label.asnumpy()
+    assert rois.shape == (53, 5) and label.shape == (53,)
+    assert target.shape == weight.shape == (53, 8)
+    # every proposal and both real gt boxes are there (plus one repeat for the padding row)
+    expected = {
+        tuple(np.float32(r)) for r in np.vstack([proposals, np.hstack([[[0], [0]], GT[:, :4]])])
+    }
+    assert {tuple(r) for r in rois} == expected
+    check_targets(rois, label, target.asnumpy(), weight.asnumpy(), True, 2)
+
+
+def test_proposal_target_symbol_from_config():
+    cfg = default_config("rfcn")
+    cfg.TRAIN.BATCH_IMAGES, cfg.TRAIN.BATCH_ROIS = 2, 128
+    cfg.TRAIN.BBOX_NORMALIZATION_PRECOMPUTED = True
+    cfg.CLASS_AGNOSTIC = False
+    outputs = proposal_target_symbol(cfg, mx.sym.var("rois"), mx.sym.var("gt_boxes"), 21)
+    assert len(outputs.list_outputs()) == 4
+    _, shapes, _ = outputs.infer_shape(rois=(300, 5), gt_boxes=(10, 5))
+    assert shapes == [(64, 5), (64,), (64, 84), (64, 84)]  # 128 // 2 per image
+    attrs = json.loads(outputs.tojson())["nodes"][-1]["attrs"]
+    assert attrs["op_type"] == "proposal_target"
+    assert parse_floats(attrs["bbox_stds"]) == tuple(cfg.TRAIN.BBOX_STDS)
+    assert parse_floats(attrs["bbox_weights"]) == (1.0, 1.0, 1.0, 1.0)
+    assert parse_bool(attrs["bbox_normalization_precomputed"])
+    assert not parse_bool(attrs["class_agnostic"])
+
+
+# ----------------------------------------------------------------------------------------------
+# BoxAnnotatorOHEM
+
+
+def test_box_annotator_ohem_keeps_the_top_losses():
+    rng = np.random.RandomState(9)
+    num_rois, num_classes, roi_per_img = 40, 5, 12
+    cls_score = rng.randn(num_rois, num_classes) * 2
+    bbox_pred = rng.randn(num_rois, 8)
+    labels = rng.randint(0, num_classes, num_rois).astype(np.float64)
+    bbox_targets = rng.randn(num_rois, 8)
+    bbox_weights = np.zeros((num_rois, 8))
+    bbox_weights[labels > 0, 4:] = 1.0
+
+    # the loss from its definition, with MXNet's softmax and smooth_l1
+    prob = mx.nd.softmax(mx.nd.array(cls_score, dtype="float64")).asnumpy()
+    ce = -np.log(prob[np.arange(num_rois), labels.astype(int)])
+    sl1 = mx.nd.smooth_l1(mx.nd.array(bbox_pred - bbox_targets, dtype="float64"), scalar=1.0)
+    loss = ce + (bbox_weights * sl1.asnumpy()).sum(axis=1)
+    np.testing.assert_allclose(
+        per_roi_loss(cls_score, bbox_pred, labels, bbox_targets, bbox_weights), loss, rtol=1e-10
+    )
+    top = set(np.argsort(-loss)[:roi_per_img].tolist())
+
+    labels_ohem, weights_ohem = mx.nd.Custom(
+        mx.nd.array(cls_score),
+        mx.nd.array(bbox_pred),
+        mx.nd.array(labels),
+        mx.nd.array(bbox_targets),
+        mx.nd.array(bbox_weights),
+        op_type="BoxAnnotatorOHEM",
+        num_classes=num_classes,
+        num_reg_classes=2,
+        roi_per_img=roi_per_img,
+    )
+    labels_ohem, weights_ohem = labels_ohem.asnumpy(), weights_ohem.asnumpy()
+    kept = set(np.flatnonzero(labels_ohem >= 0).tolist())
+    assert kept == top
+    for i in range(num_rois):
+        if i in top:
+            assert labels_ohem[i] == labels[i]
+            np.testing.assert_array_equal(weights_ohem[i], bbox_weights[i])
+        else:
+            assert labels_ohem[i] == -1 and (weights_ohem[i] == 0).all()
+
+
+def test_box_annotator_ohem_shape_check():
+    sym = mx.sym.Custom(
+        *[mx.sym.var(n) for n in ("cls", "pred", "label", "target", "weight")],
+        op_type="BoxAnnotatorOHEM",
+        num_classes=21,
+        num_reg_classes=2,
+        roi_per_img=128,
+    )
+    _, shapes, _ = sym.infer_shape(
+        cls=(300, 21), pred=(300, 8), label=(300,), target=(300, 8), weight=(300, 8)
+    )
+    assert shapes == [(300,), (300, 8)]
+    with pytest.raises(mx.base.MXNetError):
+        sym.infer_shape(
+            cls=(300, 20), pred=(300, 8), label=(300,), target=(300, 8), weight=(300, 8)
+        )
