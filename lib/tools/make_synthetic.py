@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m lib.tools.make_synthetic --root data [--formats coco,voc,cityscapes] \\
+    python -m lib.tools.make_synthetic --root data/synthetic [--formats coco,voc,cityscapes] \\
         [--num-train 200] [--num-test 50] [--seed 0] [--size 256] [--fixed-size] [--force]
 
 Does nothing when ``<root>/synthetic/meta.json`` already records the same parameters.
@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         description="Generate synthetic detection/segmentation data in the real COCO, "
         "VOC and Cityscapes layouts (see lib/dataset/synthetic.py).",
     )
-    parser.add_argument("--root", default="data", help="data root (default: %(default)s)")
+    parser.add_argument("--root", default="data/synthetic", help="data root (default: %(default)s)")
     parser.add_argument(
         "--formats",
         default=",".join(FORMATS),
