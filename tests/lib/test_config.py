@@ -57,7 +57,7 @@ ORIGINAL_CFGS = {
 }
 # ... and the small CPU configs on synthetic data: arch -> (plain symbol, deformable symbol).
 SYNTHETIC_CFGS = {
-    "rfcn": ("synthetic_rfcn", "resnet_v1_50_rfcn", "resnet_v1_50_rfcn_dcn"),
+    "rfcn": ("synthetic_rfcn", "resnet_v1_50_w16_rfcn", "resnet_v1_50_w16_rfcn_dcn"),
     "faster_rcnn": ("synthetic_rcnn", "resnet_v1_50_rcnn", "resnet_v1_50_rcnn_dcn"),
     "fpn": ("synthetic_fpn", "resnet_v1_50_fpn_rcnn", "resnet_v1_50_fpn_dcn_rcnn"),
     "deeplab": ("synthetic_deeplab", "resnet_v1_50_deeplab", "resnet_v1_50_deeplab_dcn"),

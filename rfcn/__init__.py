@@ -1,0 +1,1 @@
+"""R-FCN and Deformable R-FCN: networks (``rfcn.symbols``) and entry points."""

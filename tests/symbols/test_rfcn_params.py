@@ -1,0 +1,269 @@
+"""The R-FCN gate: our symbols against the original networks, name by name and shape by shape.
+
+``expected/<network>[__voc]__<train|test>.json`` were copied from the reference dumps of the
+original code (see their ``source`` key): inputs, ``list_arguments()`` order, parameter and aux
+shapes, outputs, the attributes of the non-trivial layers and the variable attributes
+(``lr_mult``). Every R-FCN variant is checked: plain and deformable, COCO and VOC, train and test.
+"""
+
+import ast
+import json
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from lib.config import load_config
+from lib.core.checkpoint import load_param
+from lib.core.initializer import check_parameter_shapes, infer_param_shapes
+from lib.core.module import fixed_param_names
+from lib.tools import inspect_model
+from rfcn.symbols import SYMBOLS, get_network
+from rfcn.train_end2end import initial_params
+
+EXPECTED = Path(__file__).parent / "expected"
+REPO = Path(__file__).resolve().parents[2]
+CASES = [
+    f"{net}{voc}__{phase}"
+    for net in ("resnet_v1_101_rfcn", "resnet_v1_101_rfcn_dcn")
+    for voc in ("", "__voc")
+    for phase in ("train", "test")
+] + [
+    f"{demo}__{phase}"
+    for demo in ("deform_conv_demo", "deform_psroi_demo")
+    for phase in ("train", "test")
+]
+# Layers MXNet auto-named in the original (a global counter); ours are named explicitly.
+RENAMED = {"custom0": "proposal_target", "custom1": "box_annotator_ohem"}
+# Our operator library registers the ops under their plain names.
+OP_NAMES = {
+    "_contrib_DeformableConvolution": "DeformableConvolution",
+    "_contrib_DeformablePSROIPooling": "DeformablePSROIPooling",
+    "_contrib_PSROIPooling": "PSROIPooling",
+}
+
+BACKBONE_PREFIXES = ("conv1", "bn_conv1", "res", "bn")
+
+_built = {}
+
+
+def load_case(case):
+    """(expected dict, symbol, config) for one case; symbols are built once per session."""
+    if case not in _built:
+        ref = json.loads((EXPECTED / f"{case}.json").read_text())
+        cfg = load_config(REPO / ref["config"])
+        net = ref["network"]
+        assert cfg.symbol == net
+        _built[case] = (ref, SYMBOLS[net](cfg, is_train=ref["phase"] == "train"), cfg)
+    return _built[case]
+
+
+def _value(text):
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    if isinstance(value, (tuple, list)):
+        return tuple(float(v) for v in value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_params_and_outputs_match_original(case):
+    ref, sym, _ = load_case(case)
+    inputs = {k: tuple(v) for k, v in ref["input_shapes"].items()}
+    arg_shapes, out_shapes, aux_shapes = sym.infer_shape(**inputs)
+
+    assert sym.list_arguments() == ref["argument_order"]
+    args = [[n, list(s)] for n, s in zip(sym.list_arguments(), arg_shapes) if n not in inputs]
+    assert args == ref["arg_params"]
+    aux = [[n, list(s)] for n, s in zip(sym.list_auxiliary_states(), aux_shapes)]
+    assert aux == ref["aux_params"]
+    assert sym.list_outputs() == ref["output_names"]
+    assert dict(zip(sym.list_outputs(), map(list, out_shapes))) == ref["outputs"]
+    assert sum(int(np.prod(s)) for _, s in args) == ref["total_param_count"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_layer_attributes_match_original(case):
+    ref, sym, _ = load_case(case)
+    nodes = {n["name"]: n for n in json.loads(sym.tojson())["nodes"]}
+    for layer in ref["special_ops"] + ref["pooling_ops"]:
+        node = nodes[RENAMED.get(layer["name"], layer["name"])]
+        if "op" in layer:
+            assert node["op"] == OP_NAMES.get(layer["op"], layer["op"]), layer["name"]
+        ours = node.get("attrs", {})
+        for key, value in layer["attrs"].items():
+            assert _value(ours.get(key)) == _value(value), (layer["name"], key)
+    for var, attrs in ref["variable_attrs"].items():
+        for key, value in attrs.items():
+            assert _value(nodes[var]["attrs"][key]) == _value(value), (var, key)
+
+
+def test_fixed_params_follow_substring_semantics():
+    ref, _sym, cfg = load_case("resnet_v1_101_rfcn_dcn__train")
+    params = [name for name, _ in ref["arg_params"]]
+    fixed = set(fixed_param_names(params, cfg.network.FIXED_PARAMS))
+    # FIXED_PARAMS [conv1, bn_conv1, res2, bn2, gamma, beta]: any name containing one of them
+    assert fixed == {n for n in params if any(s in n for s in cfg.network.FIXED_PARAMS)}
+    assert {"conv1_weight", "res2a_branch1_weight", "bn5c_branch2c_gamma"} <= fixed
+    assert not fixed & {"res3a_branch1_weight", "res5a_branch2b_offset_weight", "rfcn_cls_weight"}
+
+
+@pytest.mark.parametrize("name", sorted(SYMBOLS))
+def test_every_registered_network_builds(name):
+    """Smaller networks share the builder: same layer names, other widths and depths."""
+    cfg = load_config(REPO / "experiments/rfcn/cfgs/synthetic_rfcn.yaml", [f"symbol={name}"])
+    net = get_network(name)
+    shapes = {"data": (1, 3, 128, 160), "im_info": (1, 3)}
+    test_sym = net(cfg, is_train=False)
+    _, out_shapes, _ = test_sym.infer_shape(**shapes)
+    rois = cfg.TEST.RPN_POST_NMS_TOP_N
+    assert out_shapes[-3:] == [(rois, 5), (1, rois, 5), (1, rois, 8)]
+    train_args = set(net(cfg, is_train=True).list_arguments())
+    assert set(test_sym.list_arguments()) - {"im_info"} <= train_args
+    names = test_sym.list_arguments()
+    assert ("rfcn_cls_offset_t_weight" in names) == net.deformable_psroi
+    assert net.deformable == ("res5a_branch2b_offset_weight" in names or net.deformable_psroi)
+    depth_units = {50: "res4b5_branch2a_weight", 101: "res4b22_branch2a_weight"}
+    assert depth_units[net.depth] in names
+    assert net.bbox_pred_spec.spatial_repeat == net.group_size**2
+
+
+def test_unknown_network_is_reported():
+    with pytest.raises(ValueError, match="unknown R-FCN symbol 'resnet_v1_18_rfcn'"):
+        get_network("resnet_v1_18_rfcn")
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+
+def _save_reference_params(path, ref, extra=()):
+    """A checkpoint holding every reference param; each array is filled with its index."""
+    save = {}
+    for i, (name, shape) in enumerate(ref["arg_params"]):
+        save[f"arg:{name}"] = mx.nd.full(shape, i)
+    for i, (name, shape) in enumerate(ref["aux_params"]):
+        save[f"aux:{name}"] = mx.nd.full(shape, 1000 + i)
+    for key, shape, value in extra:
+        save[key] = mx.nd.full(shape, value)
+    mx.nd.save(str(path), save)
+    return save
+
+
+@pytest.mark.parametrize("network", ["rfcn_dcn_coco", "rfcn_coco"])
+def test_released_checkpoint_loads_by_name(network, tmp_path):
+    """model/<network>-0000.params: all reference params plus the *_test bbox weights."""
+    case = "resnet_v1_101_rfcn_dcn__test" if "dcn" in network else "resnet_v1_101_rfcn__test"
+    ref, sym, _ = load_case(case)
+    shapes = dict(ref["arg_params"])
+    extra = [
+        ("arg:rfcn_bbox_weight_test", shapes["rfcn_bbox_weight"], -1.0),
+        ("arg:rfcn_bbox_bias_test", shapes["rfcn_bbox_bias"], -2.0),
+    ]
+    (tmp_path / "model").mkdir()
+    prefix = str(tmp_path / "model" / network)
+    _save_reference_params(f"{prefix}-0000.params", ref, extra)
+
+    arg_params, aux_params = load_param(prefix, 0, process=True)
+    inputs = {k: tuple(v) for k, v in ref["input_shapes"].items()}
+    arg_shapes, aux_shapes = infer_param_shapes(sym, inputs)
+    check_parameter_shapes(arg_shapes, aux_shapes, arg_params, aux_params)
+    # process=True puts the de-normalised *_test weights in place of the training ones
+    assert float(arg_params["rfcn_bbox_weight"][0, 0, 0, 0].asscalar()) == -1.0
+    assert float(arg_params["rfcn_bbox_bias"][0].asscalar()) == -2.0
+    index = [n for n, _ in ref["arg_params"]].index("conv1_weight")
+    assert float(arg_params["conv1_weight"][0, 0, 0, 0].asscalar()) == index
+
+
+def test_inspector_checks_a_checkpoint(tmp_path, capsys):
+    ref, _, _ = load_case("resnet_v1_101_rfcn_dcn__test")
+    cfg_path = str(REPO / ref["config"])
+    good = tmp_path / "good.params"
+    shapes = dict(ref["arg_params"])
+    _save_reference_params(
+        good, ref, [("arg:rfcn_bbox_weight_test", shapes["rfcn_bbox_weight"], 0.0)]
+    )
+    assert inspect_model.main(["--cfg", cfg_path, "--params", str(good)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["arg_params"] == {n: s for n, s in ref["arg_params"]}
+    assert report["aux_params"] == {n: s for n, s in ref["aux_params"]}
+    assert report["outputs"] == ref["output_names"]
+    assert report["checkpoint"]["test_params"] == ["arg:rfcn_bbox_weight_test"]
+
+    bad = mx.nd.load(str(good))
+    del bad["arg:rfcn_cls_offset_t_bias"]
+    bad["arg:fc1000_weight"] = mx.nd.zeros((1000, 2048))
+    bad["aux:bn_conv1_moving_var"] = mx.nd.zeros((32,))
+    mx.nd.save(str(tmp_path / "bad.params"), bad)
+    assert inspect_model.main(["--cfg", cfg_path, "--params", str(tmp_path / "bad.params")]) == 1
+    check = json.loads(capsys.readouterr().out)["checkpoint"]
+    assert check["missing"] == ["arg:rfcn_cls_offset_t_bias"]
+    assert check["unexpected"] == ["arg:fc1000_weight"]
+    assert check["mismatched"] == {"aux:bn_conv1_moving_var": {"expected": [64], "got": [32]}}
+
+
+def test_inspector_train_symbol_matches_original(capsys):
+    ref, _, _ = load_case("resnet_v1_101_rfcn__voc__train")
+    assert inspect_model.main(["--cfg", str(REPO / ref["config"]), "--train"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["arg_params"] == {n: s for n, s in ref["arg_params"]}
+    assert report["outputs"] == ref["output_names"]
+
+
+def test_imagenet_backbone_loads_by_name(tmp_path):
+    """pretrained resnet_v1_101-0000.params: backbone params (plus the ImageNet classifier)."""
+    ref, _, cfg = load_case("resnet_v1_101_rfcn_dcn__train")
+    backbone = {
+        "arg_params": [
+            a
+            for a in ref["arg_params"]
+            if a[0].startswith(BACKBONE_PREFIXES) and "offset" not in a[0]
+        ],
+        "aux_params": ref["aux_params"],
+    }
+    prefix = tmp_path / "resnet_v1_101"
+    saved = _save_reference_params(
+        f"{prefix}-0000.params", backbone, [("arg:fc1000_weight", (1000, 2048), 7.0)]
+    )
+    cfg = load_config(REPO / ref["config"], [f"network.pretrained={prefix}"])
+    net = get_network(cfg.symbol)
+    sym = net(cfg, is_train=True)
+    inputs = {k: tuple(v) for k, v in ref["input_shapes"].items()}
+    arg_params, aux_params = initial_params(cfg, net, sym, inputs)
+
+    assert sorted(arg_params) == sorted(n for n, _ in ref["arg_params"])
+    for name in ("conv1_weight", "res4b22_branch2c_weight", "bn5c_branch2c_beta"):
+        np.testing.assert_array_equal(arg_params[name].asnumpy(), saved[f"arg:{name}"].asnumpy())
+    np.testing.assert_array_equal(
+        aux_params["bn5c_branch2c_moving_var"].asnumpy(),
+        saved["aux:bn5c_branch2c_moving_var"].asnumpy(),
+    )
+    # new layers: offsets zero (DCN starts as a plain conv), heads N(0, 0.01), biases zero
+    assert not arg_params["res5a_branch2b_offset_weight"].asnumpy().any()
+    assert not arg_params["rfcn_cls_offset_t_weight"].asnumpy().any()
+    assert not arg_params["rfcn_cls_bias"].asnumpy().any()
+    std = float(arg_params["rfcn_cls_weight"].asnumpy().std())
+    assert 0.009 < std < 0.011
+
+
+def test_missing_backbone_param_is_an_error(tmp_path):
+    ref, _, _ = load_case("resnet_v1_101_rfcn__train")
+    backbone = {
+        "arg_params": [
+            a
+            for a in ref["arg_params"]
+            if a[0].startswith(BACKBONE_PREFIXES) and a[0] != "res3a_branch1_weight"
+        ],
+        "aux_params": ref["aux_params"],
+    }
+    prefix = tmp_path / "resnet_v1_101"
+    _save_reference_params(f"{prefix}-0000.params", backbone)
+    cfg = load_config(REPO / ref["config"], [f"network.pretrained={prefix}"])
+    net = get_network(cfg.symbol)
+    inputs = {k: tuple(v) for k, v in ref["input_shapes"].items()}
+    with pytest.raises(KeyError, match="res3a_branch1_weight"):
+        initial_params(cfg, net, net(cfg, is_train=True), inputs)
