@@ -20,6 +20,7 @@
 //
 // The library never learns grad_req: every gradient is fully overwritten ('add' is unsupported).
 #include "ops/deform_conv.h"
+#include "ops/shape_utils.h"
 
 #include <algorithm>
 #include <climits>
@@ -38,8 +39,6 @@ using mxnet::ext::kFloat64;
 using mxnet::ext::MX_FAIL;
 using mxnet::ext::MX_SUCCESS;
 
-// MXNet passes an unknown dimension as (unsigned)-1 and an unknown shape as an empty vector.
-constexpr unsigned kUnknownDim = 0xFFFFFFFFu;
 
 const char* op_name(const ConvGeom& g) {
   return g.modulated ? "ModulatedDeformableConvolution" : "DeformableConvolution";
@@ -59,43 +58,6 @@ std::vector<int64_t> expected_input_shape(const ConvGeom& g, const ConvShapes& s
   if (k == g.mask_index()) return sh.mask;
   if (k == g.weight_index()) return sh.weight;
   return sh.bias;
-}
-
-const char* dtype_name(int t) {
-  switch (t) {
-    case 0:
-      return "float32";
-    case 1:
-      return "float64";
-    case 2:
-      return "float16";
-    case 3:
-      return "uint8";
-    case 4:
-      return "int32";
-    case 5:
-      return "int8";
-    case 6:
-      return "int64";
-    default:
-      return "unknown";
-  }
-}
-
-std::string dims_str(const std::vector<unsigned>& s) {
-  std::string r = "(";
-  for (size_t i = 0; i < s.size(); ++i) {
-    r += (i ? ", " : "") + (s[i] == kUnknownDim ? std::string("?") : std::to_string(s[i]));
-  }
-  return r + (s.size() == 1 ? ",)" : ")");
-}
-
-bool fully_known(const std::vector<unsigned>& s) {
-  if (s.empty()) return false;
-  for (unsigned d : s) {
-    if (d == kUnknownDim) return false;
-  }
-  return true;
 }
 
 MXReturnValue parse(const Attrs& attrs, bool modulated, ConvGeom* g) {

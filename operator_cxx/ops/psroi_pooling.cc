@@ -30,6 +30,7 @@
 // with non-finite bounds is empty (0).
 // The library never learns grad_req: gradients are fully overwritten (rois get zeros).
 #include "psroi_pooling.h"
+#include "shape_utils.h"
 
 #include <algorithm>
 #include <climits>
@@ -52,8 +53,6 @@ using mxnet::ext::kFloat64;
 using mxnet::ext::MX_FAIL;
 using mxnet::ext::MX_SUCCESS;
 
-// MXNet passes an unknown dimension as (unsigned)-1 and an unknown shape as an empty vector.
-constexpr unsigned kUnknownDim = 0xFFFFFFFFu;
 // Bounds on the integer attributes, far from any overflow of the derived products.
 constexpr int64_t kMaxGrid = 1 << 12;
 constexpr int64_t kMaxOutputDim = 1 << 24;
@@ -179,35 +178,6 @@ std::vector<std::string> input_names(const PoolAttrs& a) {
   std::vector<std::string> names = {"data", "rois"};
   if (a.has_trans()) names.push_back("trans");
   return names;
-}
-
-const char* dtype_name(int t) {
-  switch (t) {
-    case 0: return "float32";
-    case 1: return "float64";
-    case 2: return "float16";
-    case 3: return "uint8";
-    case 4: return "int32";
-    case 5: return "int8";
-    case 6: return "int64";
-    default: return "unknown";
-  }
-}
-
-std::string dims_str(const std::vector<unsigned>& s) {
-  std::string r = "(";
-  for (size_t i = 0; i < s.size(); ++i) {
-    r += (i ? ", " : "") + (s[i] == kUnknownDim ? std::string("?") : std::to_string(s[i]));
-  }
-  return r + (s.size() == 1 ? ",)" : ")");
-}
-
-bool fully_known(const std::vector<unsigned>& s) {
-  if (s.empty()) return false;
-  for (unsigned d : s) {
-    if (d == kUnknownDim) return false;
-  }
-  return true;
 }
 
 std::vector<int64_t> to_i64(const std::vector<unsigned>& s) {
