@@ -187,7 +187,7 @@ def select_detections(
 
 
 def detections_path(output_dir: str, imdb: Any) -> str:
-    """Where :func:`pred_eval` caches the detections: ``<output_dir>/<imdb.name>_detections.pkl``."""
+    """Where :func:`pred_eval` caches detections: ``<output_dir>/<imdb.name>_detections.pkl``."""
     return os.path.join(output_dir, f"{imdb.name}_detections.pkl")
 
 

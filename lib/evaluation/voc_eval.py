@@ -38,7 +38,7 @@ def parse_voc_rec(filename: str) -> list[dict[str, Any]]:
     ``evaluate_detections`` adds the 1 back when it writes the result files.
 
     Returns:
-        One dict per ``<object>``: ``name`` (str), ``bbox`` ([xmin, ymin, xmax, ymax] ints, 1-based),
+        One dict per ``<object>``: ``name`` (str), ``bbox`` ([xmin, ymin, xmax, ymax], 1-based),
         ``difficult`` (int 0/1, 0 if absent) and ``truncated`` (int 0/1, 0 if absent).
     """
     tree = ET.parse(filename)
