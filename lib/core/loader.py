@@ -520,7 +520,21 @@ class TestLoader(BatchLoader):
 # --------------------------------------------------------------------------- anchor loaders
 
 
-class AnchorLoader(BatchLoader):
+class PerDeviceShapes:
+    """``provide_data_single`` / ``provide_label_single`` of a training loader over ``self.ctx``."""
+
+    @property
+    def provide_data_single(self) -> list[tuple[str, Shape]]:
+        """(name, shape) of one device's slice of the current batch."""
+        return [(d.name, (d.shape[0] // len(self.ctx),) + d.shape[1:]) for d in self.provide_data]
+
+    @property
+    def provide_label_single(self) -> list[tuple[str, Shape]]:
+        """(name, shape) of one device's slice of the current batch's labels."""
+        return [(d.name, (d.shape[0] // len(self.ctx),) + d.shape[1:]) for d in self.provide_label]
+
+
+class AnchorLoader(PerDeviceShapes, BatchLoader):
     """End-to-end (or RPN) training batches with RPN anchor targets.
 
     Args:
@@ -633,16 +647,6 @@ class AnchorLoader(BatchLoader):
         )
 
     # ------------------------------------------------------------------------ shape queries
-
-    @property
-    def provide_data_single(self) -> list[tuple[str, Shape]]:
-        """(name, shape) of one device's slice of the current batch."""
-        return [(d.name, (d.shape[0] // len(self.ctx),) + d.shape[1:]) for d in self.provide_data]
-
-    @property
-    def provide_label_single(self) -> list[tuple[str, Shape]]:
-        """(name, shape) of one device's slice of the current batch's labels."""
-        return [(d.name, (d.shape[0] // len(self.ctx),) + d.shape[1:]) for d in self.provide_label]
 
     def max_data_shape(self, batch_images: int | None = None, max_gt: int = 100) -> list:
         """The original's max data shapes for pre-binding: (name, shape) per data name.

@@ -34,7 +34,7 @@ from typing import Any
 import mxnet as mx
 import numpy as np
 
-from lib.core.loader import BatchJob, BatchLoader, LoadedBatch, Shape
+from lib.core.loader import BatchJob, BatchLoader, LoadedBatch, PerDeviceShapes, Shape
 from lib.utils.image import (
     IGNORE_LABEL,
     Scale,
@@ -76,7 +76,7 @@ def random_crop(
     return np.ascontiguousarray(data[window]), np.ascontiguousarray(label[window])
 
 
-class TrainDataLoader(BatchLoader):
+class TrainDataLoader(PerDeviceShapes, BatchLoader):
     """DeepLab training batches: ``data`` and ``label`` (see the module docstring).
 
     Args:
@@ -145,16 +145,6 @@ class TrainDataLoader(BatchLoader):
             index=np.array(used, dtype=np.int64),
             pad=0,
         )
-
-    @property
-    def provide_data_single(self) -> list[tuple[str, Shape]]:
-        """(name, shape) of one device's slice of the current batch."""
-        return [(d.name, (d.shape[0] // len(self.ctx),) + d.shape[1:]) for d in self.provide_data]
-
-    @property
-    def provide_label_single(self) -> list[tuple[str, Shape]]:
-        """(name, shape) of one device's slice of the current batch's labels."""
-        return [(d.name, (d.shape[0] // len(self.ctx),) + d.shape[1:]) for d in self.provide_label]
 
     def infer_shape(
         self,
