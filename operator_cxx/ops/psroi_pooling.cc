@@ -295,26 +295,7 @@ MXReturnValue infer_type(const Attrs& attrs, bool deformable, std::vector<int>* 
                          std::vector<int>* out_types) {
   PoolAttrs a;
   if (!parse(attrs, deformable, &a)) return MX_FAIL;
-  const std::vector<std::string> names = input_names(a);
-  DCN_CHECK(in_types->size() == names.size())
-      << a.name() << ": expected " << names.size() << " inputs, got " << in_types->size();
-  // One dtype for every input and the output: the first known one decides.
-  int dtype = -1;
-  for (int t : *in_types) {
-    if (dtype == -1 && t != -1) dtype = t;
-  }
-  if (dtype == -1 && !out_types->empty()) dtype = (*out_types)[0];
-  if (dtype == -1) return MX_SUCCESS;  // nothing known yet
-  for (size_t k = 0; k < names.size(); ++k) {
-    const int t = (*in_types)[k];
-    DCN_CHECK(t == -1 || t == dtype) << a.name() << ": " << names[k] << " dtype "
-                                     << dtype_name(t) << " differs from " << dtype_name(dtype);
-  }
-  DCN_CHECK(dtype == kFloat32 || dtype == kFloat64)
-      << a.name() << ": supports float32 and float64, got " << dtype_name(dtype);
-  for (int& t : *in_types) t = dtype;
-  out_types->assign(1, dtype);
-  return MX_SUCCESS;
+  return infer_float_dtype(a.name(), input_names(a), in_types, out_types);
 }
 
 MXReturnValue infer_shape(const Attrs& attrs, bool deformable,
