@@ -19,13 +19,6 @@ namespace dcn {
 namespace cuda {
 namespace {
 
-constexpr int kThreads = 256;
-
-unsigned int grid_for(index_t n) {
-  // Grid-stride loops cover any n; more blocks than this only adds scheduling overhead.
-  return static_cast<unsigned int>(std::min<index_t>((n + kThreads - 1) / kThreads, 1 << 16));
-}
-
 struct AtomicAdd {
   template <typename T>
   __device__ void operator()(T* p, T v) const {

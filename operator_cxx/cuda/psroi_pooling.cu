@@ -16,13 +16,6 @@ namespace dcn {
 namespace cuda {
 namespace {
 
-constexpr int kThreads = 256;
-
-unsigned int grid_for(index_t n) {
-  // Grid-stride loops cover any n; more blocks than this only adds scheduling overhead.
-  return static_cast<unsigned int>(std::min<index_t>((n + kThreads - 1) / kThreads, 1 << 16));
-}
-
 // Skips zero weights (gaps in the sampling windows of dcn/psroi.h): fewer atomics.
 struct AtomicAdd {
   template <typename T>

@@ -34,6 +34,18 @@ template <typename T>
 DCN_DEVICE_INLINE void atomic_add(T* address, T val) {
   atomicAdd(address, val);
 }
+
+namespace cuda {
+// Threads per block of every kernel here.
+constexpr int kThreads = 256;
+
+// Blocks for n elements. Grid-stride loops cover any n; more blocks than this only adds
+// scheduling overhead.
+inline unsigned int grid_for(index_t n) {
+  const index_t blocks = (n + kThreads - 1) / kThreads;
+  return static_cast<unsigned int>(blocks < (1 << 16) ? blocks : (1 << 16));
+}
+}  // namespace cuda
 #endif
 
 }  // namespace dcn
