@@ -214,6 +214,7 @@ class BatchLoader(mx.io.DataIter):
         prefetch: int | None,
         drop_last: bool,
         aspect_grouping: bool = False,
+        begin_epoch: int = 0,
     ) -> None:
         super().__init__(batch_size)
         if batch_size < 1:
@@ -240,7 +241,9 @@ class BatchLoader(mx.io.DataIter):
             if num_workers > 0
             else None
         )
-        self._epoch = -1
+        if begin_epoch < 0:
+            raise ValueError(f"begin_epoch must be >= 0, got {begin_epoch}")
+        self._epoch = begin_epoch - 1  # reset() below starts epoch begin_epoch
         self._prefetcher: OrderedPrefetcher | None = None
         self._current: LoadedBatch | None = None
         self._bad: set[int] = set()
@@ -308,7 +311,7 @@ class BatchLoader(mx.io.DataIter):
 
     @property
     def epoch(self) -> int:
-        """Number of ``reset()`` calls since construction (0 in the first epoch)."""
+        """The current epoch: ``begin_epoch`` plus the ``reset()`` calls since construction."""
         return self._epoch
 
     def iter_next(self) -> bool:
@@ -553,6 +556,8 @@ class AnchorLoader(PerDeviceShapes, BatchLoader):
         seed: seed of the order, the scale choice and the anchor subsampling.
         prefetch: batches loaded ahead (default ``2 * num_workers``).
         skip_bad_images: replace unreadable images (warning) instead of raising.
+        begin_epoch: the first epoch's index (a resumed run continues the seeded sequence of
+            orders and random choices where the interrupted run left it).
 
     The last, incomplete batch of an epoch is dropped (as the original).
     """
@@ -574,6 +579,7 @@ class AnchorLoader(PerDeviceShapes, BatchLoader):
         seed: int | None = None,
         prefetch: int | None = None,
         skip_bad_images: bool = True,
+        begin_epoch: int = 0,
     ) -> None:
         self.cfg = cfg
         self.roidb = roidb
@@ -592,7 +598,7 @@ class AnchorLoader(PerDeviceShapes, BatchLoader):
         self.label_name = ["label", "bbox_target", "bbox_weight"]
         super().__init__(
             roidb, batch_size, shuffle, seed, num_workers, prefetch, drop_last=True,
-            aspect_grouping=aspect_grouping,
+            aspect_grouping=aspect_grouping, begin_epoch=begin_epoch,
         )  # fmt: skip
 
     # Subclass hook: targets for one image given the feature shape(s) of the padded batch.
@@ -713,12 +719,13 @@ class PyramidAnchorLoader(AnchorLoader):
         seed: int | None = None,
         prefetch: int | None = None,
         skip_bad_images: bool = True,
+        begin_epoch: int = 0,
     ) -> None:
         self.feat_strides = tuple(int(s) for s in feat_strides)
         super().__init__(
             feat_sym, roidb, cfg, batch_size, shuffle, ctx, self.feat_strides[0], anchor_scales,
             anchor_ratios, aspect_grouping, allowed_border, num_workers, seed, prefetch,
-            skip_bad_images,
+            skip_bad_images, begin_epoch,
         )  # fmt: skip
 
     def _assign(

@@ -86,7 +86,8 @@ class TrainDataLoader(PerDeviceShapes, BatchLoader):
         batch_size: images per batch, all devices (``TRAIN.BATCH_IMAGES * len(ctx)``).
         crop_height, crop_width: crop size; default the config's.
         shuffle: a new (seeded) order every epoch.
-        seed, num_workers, prefetch, skip_bad_images: as :class:`lib.core.loader.AnchorLoader`.
+        seed, num_workers, prefetch, skip_bad_images, begin_epoch: as
+            :class:`lib.core.loader.AnchorLoader`.
         ctx: the devices (only their number matters: ``provide_data_single``).
     """
 
@@ -103,6 +104,7 @@ class TrainDataLoader(PerDeviceShapes, BatchLoader):
         ctx: Sequence[mx.Context] | None = None,
         prefetch: int | None = None,
         skip_bad_images: bool = True,
+        begin_epoch: int = 0,
     ) -> None:
         self.cfg = cfg
         self.segdb = segdb
@@ -117,7 +119,10 @@ class TrainDataLoader(PerDeviceShapes, BatchLoader):
         self.skip_bad_images = skip_bad_images
         self.data_name = ["data"]
         self.label_name = ["label"]
-        super().__init__(segdb, batch_size, shuffle, seed, num_workers, prefetch, drop_last=True)
+        super().__init__(
+            segdb, batch_size, shuffle, seed, num_workers, prefetch, drop_last=True,
+            begin_epoch=begin_epoch,
+        )  # fmt: skip
 
     def _load(self, job: BatchJob) -> LoadedBatch:
         rng = self.batch_rng(job)

@@ -33,6 +33,7 @@ from typing import Any
 import mxnet as mx
 
 from lib import ops  # the compiled library is loaded on the first deformable unit
+from lib.core.initializer import Rule, constant, from_mx, ones, zeros
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,28 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "deform_psroi_demo": {"res5_stride": 1, "res5_dilate": 2, "res5_cudnn_off": True},
 }
+
+
+#: Second moment of conv1's output under He init: 2 x (pixel RMS after mean subtraction, ~64)^2.
+STEM_VARIANCE = 2.0 * 64.0**2
+
+#: Backbone initialisation for training without a pretrained model (CPU experiments). The BN
+#: layers are frozen (``use_global_stats``), so nothing normalises the activations: MSRA (He)
+#: init keeps their scale from layer to layer; ``bn_conv1``'s fixed variance is set to
+#: :data:`STEM_VARIANCE`, so the network sees unit-scale input instead of raw pixels (+-130);
+#: the last 1x1 of each residual branch starts at zero, so every unit starts as its shortcut
+#: (Goyal et al. 2017, "zero-gamma"; Zhang et al. 2019, Fixup). Other BN statistics and affine
+#: params start as the identity.
+SCRATCH_BACKBONE_RULES: list[Rule] = [
+    ("bn_conv1_moving_var", constant(STEM_VARIANCE)),
+    ("res*_branch2c_weight", zeros()),
+    ("conv1_weight", from_mx(mx.init.Xavier("gaussian", "in", 2.0))),
+    ("res*_weight", from_mx(mx.init.Xavier("gaussian", "in", 2.0))),
+    ("bn*_gamma", ones()),
+    ("bn*_beta", zeros()),
+    ("bn*_moving_mean", zeros()),
+    ("bn*_moving_var", ones()),
+]
 
 
 def unit_names(n: int) -> list[str]:

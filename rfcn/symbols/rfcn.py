@@ -41,40 +41,19 @@ import mxnet as mx
 
 from lib import ops
 from lib.core.checkpoint import RFCN_BBOX_PRED, BboxPredSpec
-from lib.core.initializer import DEFAULT_NEW_LAYER_RULES, Rule, constant, from_mx, ones, zeros
+from lib.core.network import TwoStageDetector
 from lib.operator_py import proposal_target_symbol
 from lib.symbols.resnet_v1 import BASE_WIDTH, PRESETS, resnet_v1
 from lib.symbols.rpn import rpn_head, rpn_proposals, rpn_train_outputs
 
-__all__ = ["RFCN", "SCRATCH_BACKBONE_RULES", "SYMBOLS"]
+__all__ = ["RFCN", "SYMBOLS"]
 
 # Feature stride of res4 / res5 (res5 is dilated): PS-RoI pooling's spatial_scale is 1/16.
-FEAT_STRIDE = 16
-
-#: Second moment of conv1's output under He init: 2 x (pixel RMS after mean subtraction, ~64)^2.
-STEM_VARIANCE = 2.0 * 64.0**2
-
-#: Backbone initialisation for training without a pretrained model (CPU experiments). The BN
-#: layers are frozen (``use_global_stats``), so nothing normalises the activations: MSRA (He)
-#: init keeps their scale from layer to layer; ``bn_conv1``'s fixed variance is set to
-#: :data:`STEM_VARIANCE`, so the network sees unit-scale input instead of raw pixels (+-130);
-#: the last 1x1 of each residual branch starts at zero, so every unit starts as its shortcut
-#: (Goyal et al. 2017, "zero-gamma"; Zhang et al. 2019, Fixup). Other BN statistics and affine
-#: params start as the identity.
-SCRATCH_BACKBONE_RULES: list[Rule] = [
-    ("bn_conv1_moving_var", constant(STEM_VARIANCE)),
-    ("res*_branch2c_weight", zeros()),
-    ("conv1_weight", from_mx(mx.init.Xavier("gaussian", "in", 2.0))),
-    ("res*_weight", from_mx(mx.init.Xavier("gaussian", "in", 2.0))),
-    ("bn*_gamma", ones()),
-    ("bn*_beta", zeros()),
-    ("bn*_moving_mean", zeros()),
-    ("bn*_moving_var", ones()),
-]
+FEAT_STRIDE = TwoStageDetector.feat_stride
 
 
 @dataclasses.dataclass(frozen=True)
-class RFCN:
+class RFCN(TwoStageDetector):
     """An R-FCN network as data; ``RFCN(...)(cfg, is_train)`` builds its symbol.
 
     Attributes:
@@ -108,23 +87,6 @@ class RFCN:
     def bbox_pred_spec(self) -> BboxPredSpec:
         """Where ``lib.core.checkpoint`` folds the target normalisation in (``*_test``)."""
         return dataclasses.replace(RFCN_BBOX_PRED, spatial_repeat=self.group_size**2)
-
-    @property
-    def feat_stride(self) -> int:
-        """Stride of the RPN score map (the loader's anchors)."""
-        return FEAT_STRIDE
-
-    def init_rules(self, from_scratch: bool = False) -> list[Rule]:
-        """Initialisation of the params a pretrained backbone does not hold.
-
-        New layers (RPN, conv_new_1, rfcn_*) N(0, 0.01) with zero bias, every offset layer
-        zero (a deformable layer starts as its plain counterpart); ``from_scratch`` adds
-        :data:`SCRATCH_BACKBONE_RULES` for the backbone itself.
-        """
-        rules = list(DEFAULT_NEW_LAYER_RULES)
-        if from_scratch:
-            rules += SCRATCH_BACKBONE_RULES
-        return rules
 
     # --------------------------------------------------------------------------------- build
 
