@@ -2,7 +2,8 @@
 //
 // Per-element math lives in headers as DCN_HOST_DEVICE_INLINE templates on T, so the float64 CPU
 // tests exercise exactly the arithmetic the CUDA kernels run. Under nvcc this header stays free of
-// lib_api.h (which pulls in curand there); the g++ side additionally gets DCN_CHECK.
+// lib_api.h (which pulls in curand there); the g++ side additionally gets DCN_CHECK, except with
+// -DDCN_STANDALONE (tests/gpu_check.cc and the CPU loops it links, built without MXNet).
 #pragma once
 
 #include <cmath>
@@ -50,7 +51,7 @@ inline unsigned int grid_for(index_t n) {
 
 }  // namespace dcn
 
-#if !defined(__CUDACC__)
+#if !defined(__CUDACC__) && !defined(DCN_STANDALONE)
 #include <sstream>
 #include <vector>
 
