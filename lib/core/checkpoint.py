@@ -8,9 +8,13 @@ Files (original names, epoch index = number of completed epochs):
   by MXNet's ``Updater.get_states(dump_optimizer=True)`` (momentum *and* update counters; the
   original's files hold the updater states alone and load too).
 
-Every file is written to a temporary file in the same directory, fsynced and renamed over the
-final name, so a crash leaves either the old file or the new one, never a partial one. The
-``.params`` file is renamed last: it is the commit point of an epoch (:func:`latest_epoch`).
+Every file is written to a temporary file in the same directory (``.<final name>.XXXXXXXX.tmp``,
+see ``_temp_path``), fsynced and renamed over the final name, so a crash leaves either the old
+file or the new one, never a partial one. The ``.params`` file is renamed last: it is the commit
+point of an epoch (:func:`latest_epoch`). A process killed mid-write (``kill -9``) leaves its
+hidden temp file behind; :func:`remove_stale_temp_files` deletes those at the next start.
+
+A truncated or corrupt ``.params`` / ``.states`` file raises ``ValueError`` naming the path.
 
 Detection checkpoints also carry the bbox-regression weights with the target normalisation
 folded in, as extra ``*_test`` params (:func:`add_test_params`); test code loads them with
@@ -25,6 +29,7 @@ import dataclasses
 import glob
 import logging
 import os
+import pickle
 import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -40,11 +45,14 @@ __all__ = [
     "add_test_params",
     "atomic_write",
     "do_checkpoint",
+    "latest_complete_epoch",
     "latest_epoch",
+    "list_checkpoints",
     "load_checkpoint",
     "load_optimizer_states",
     "load_param",
     "params_path",
+    "remove_stale_temp_files",
     "save_checkpoint",
     "states_path",
     "symbol_path",
@@ -82,10 +90,16 @@ def _fsync_dir(path: str) -> None:
 
 
 def _temp_path(final_path: str) -> str:
+    # ``.<base>.<random>.tmp``: hidden, beside the final file (same file system, so os.replace
+    # is atomic). remove_stale_temp_files relies on this pattern (_TEMP_RANDOM_RE).
     d, base = os.path.split(os.path.abspath(final_path))
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=d)
     os.close(fd)
     return tmp
+
+
+# The random part mkstemp puts between its prefix and suffix (8 characters of [a-z0-9_]).
+_TEMP_RANDOM_RE = r"[A-Za-z0-9_]+"
 
 
 def _write_temp(final_path: str, write: Callable[[str], None]) -> str:
@@ -187,10 +201,24 @@ def _require(path: str, what: str) -> None:
 
 
 def load_checkpoint(prefix: str, epoch: int) -> tuple[Params, Params]:
-    """Reads ``<prefix>-%04d.params`` into ``(arg_params, aux_params)`` (on the CPU)."""
+    """Reads ``<prefix>-%04d.params`` into ``(arg_params, aux_params)`` (on the CPU).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: MXNet cannot read it (truncated or corrupt), or a key is neither
+            ``arg:<name>`` nor ``aux:<name>``; the message names the path (and the key).
+        TypeError: it holds a list of arrays, not a dict.
+    """
     path = params_path(prefix, epoch)
     _require(path, "checkpoint")
-    save_dict = mx.nd.load(path)
+    try:
+        save_dict = mx.nd.load(path)
+    except mx.base.MXNetError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ValueError(
+            f"cannot read checkpoint {path} ({os.path.getsize(path)} bytes): the file may be "
+            f"truncated or corrupt (MXNet: {first_line})"
+        ) from err
     if not isinstance(save_dict, dict):
         raise TypeError(f"{path} holds a list of arrays, not an arg:/aux: dict")
     arg_params: Params = {}
@@ -233,14 +261,39 @@ def load_param(
 
 
 def load_optimizer_states(prefix: str, epoch: int) -> bytes:
-    """The raw ``<prefix>-%04d.states`` bytes (see ``MutableModule.set_optimizer_states``)."""
+    """The raw ``<prefix>-%04d.states`` bytes (see ``MutableModule.set_optimizer_states``).
+
+    The bytes are unpickled once here, so that a damaged file fails with its name rather than
+    deep inside the optimizer.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: it does not unpickle (truncated, corrupt or not a states file); the message
+            names the path.
+    """
     path = states_path(prefix, epoch)
     _require(path, "optimizer states")
     with open(path, "rb") as f:
-        return f.read()
+        data = f.read()
+    try:
+        pickle.loads(data)
+    except Exception as err:  # UnpicklingError, EOFError, ValueError, ... on damaged data
+        raise ValueError(
+            f"cannot read optimizer states {path} ({len(data)} bytes): the file may be "
+            f"truncated or corrupt ({type(err).__name__}: {err})"
+        ) from err
+    return data
 
 
-_EPOCH_RE = re.compile(r"-(\d{4,})\.params$")
+def _epochs_with(prefix: str, suffix: str) -> set[int]:
+    """Epochs N with an existing ``<prefix>-%04d<suffix>`` file."""
+    epochs = set()
+    for path in glob.glob(glob.escape(prefix) + "-*" + suffix):
+        m = re.fullmatch(r"-(\d{4,})" + re.escape(suffix), path[len(prefix) :])
+        # the equality drops names that %04d would not write, e.g. "-00003.params"
+        if m and path == f"{prefix}-{int(m.group(1)):04d}{suffix}" and os.path.isfile(path):
+            epochs.add(int(m.group(1)))
+    return epochs
 
 
 def latest_epoch(prefix: str) -> int | None:
@@ -249,12 +302,65 @@ def latest_epoch(prefix: str) -> int | None:
     A ``.params`` file exists only once its epoch is complete (it is written last, atomically),
     so this is the epoch to resume from after a crash.
     """
-    epochs = []
-    for path in glob.glob(glob.escape(prefix) + "-*.params"):
-        m = _EPOCH_RE.search(path)
-        if m and path == params_path(prefix, int(m.group(1))):
-            epochs.append(int(m.group(1)))
+    epochs = _epochs_with(prefix, ".params")
     return max(epochs) if epochs else None
+
+
+def latest_complete_epoch(prefix: str) -> int | None:
+    """The highest epoch N with both ``<prefix>-%04d.params`` and ``.states``, or None.
+
+    That is the latest checkpoint training can resume from with its optimizer state (momentum,
+    update counts); :func:`latest_epoch` also counts ``.params`` written without states.
+    """
+    both = _epochs_with(prefix, ".params") & _epochs_with(prefix, ".states")
+    return max(both) if both else None
+
+
+def list_checkpoints(prefix: str) -> list[str]:
+    """Sorted paths of the existing ``<prefix>-%04d.params``, ``.states`` and ``-symbol.json``.
+
+    For an overwrite-protection message ("output/... already holds: ..."); temp files and
+    other prefixes' files are not listed.
+    """
+    paths = [params_path(prefix, e) for e in _epochs_with(prefix, ".params")]
+    paths += [states_path(prefix, e) for e in _epochs_with(prefix, ".states")]
+    if os.path.isfile(symbol_path(prefix)):
+        paths.append(symbol_path(prefix))
+    return sorted(paths)
+
+
+def remove_stale_temp_files(prefix: str) -> list[str]:
+    """Deletes the temp files that interrupted checkpoint writes of ``prefix`` left behind.
+
+    Only files of this module's own naming pattern for this prefix's files are touched, in the
+    prefix's directory: ``.<base>-NNNN.params.<random>.tmp``, ``.<base>-NNNN.states.<random>.tmp``
+    and ``.<base>-symbol.json.<random>.tmp`` (``base`` = the prefix's basename; see
+    ``_temp_path``). Call it once at start-up, before this run writes checkpoints: a writer
+    running concurrently on the same prefix would lose its temp file.
+
+    Returns:
+        The removed paths, sorted (each is logged at INFO).
+    """
+    directory = os.path.dirname(os.path.abspath(prefix))
+    base = re.escape(os.path.basename(prefix))
+    pattern = re.compile(
+        rf"\.{base}-(?:\d{{4,}}\.(?:params|states)|symbol\.json)\.{_TEMP_RANDOM_RE}\.tmp"
+    )
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    removed = []
+    for name in sorted(names):
+        path = os.path.join(directory, name)
+        if pattern.fullmatch(name) and os.path.isfile(path) and not os.path.islink(path):
+            try:
+                os.remove(path)
+            except FileNotFoundError:  # removed meanwhile
+                continue
+            logger.info("removed stale checkpoint temp file %s (an interrupted write)", path)
+            removed.append(path)
+    return removed
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from lib.dataset.imdb import IMDB, Roidb, image_size, read_label_png, write_label_png
+from lib.dataset.imdb import (
+    IGNORE_LABEL,
+    IMDB,
+    Roidb,
+    check_label_size,
+    image_size,
+    read_label_png,
+    write_label_png,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +47,6 @@ CITYSCAPES_COLORS: tuple[tuple[int, int, int], ...] = (
     (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
     (0, 80, 100), (0, 0, 230), (119, 11, 32),
 )  # fmt: skip
-
-IGNORE_LABEL = 255
 
 # Official labelId -> trainId table (cityscapesScripts helpers/labels.py); 255 = ignored.
 # (License plate, id -1, never occurs in the uint8 labelIds images.)
@@ -239,6 +245,7 @@ class CityScape(IMDB):
                 label = target
                 converted += 1
             height, width = image_size(image)
+            check_label_size(label, image, height, width)
             segdb.append(
                 {
                     "image": image,

@@ -10,6 +10,14 @@ val2014 and test-dev2015 in test2015.
 
 COCO category ids (1..90, not contiguous) map to class indices 1..K in the order of the json's
 category list (0 is background); ``evaluate_detections`` maps them back.
+
+Bad data. A json that does not parse (e.g. half written) raises ``ValueError`` naming the file.
+When the roidb is built, the json is checked against itself: an image entry without a positive
+``width`` / ``height``, an annotation with a ``category_id`` not in ``categories`` or a ``bbox``
+that is not ``[x, y, w, h]`` raise ``ValueError`` naming the file and the entry (image id,
+annotation id); annotations whose ``image_id`` is not an image of the json are dropped with one
+warning giving their count. The real size of each image is checked when the loaders decode it
+(:func:`lib.utils.image.prepare_roi_image`).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -39,14 +48,30 @@ VIEW_MAP = {
 
 
 def _quiet_coco(ann_file: str) -> COCO:
-    """``COCO(ann_file)`` with its prints routed to the log."""
+    """``COCO(ann_file)`` with its prints routed to the log.
+
+    Raises:
+        ValueError: the file is not a COCO json (truncated, malformed, an entry without ``id``,
+            ...); the message names the file, the cause is chained.
+    """
     buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        coco = COCO(ann_file)
+    try:
+        with contextlib.redirect_stdout(buf):
+            coco = COCO(ann_file)
+    # json.JSONDecodeError is a ValueError; pycocotools asserts a dict and indexes by key.
+    except (ValueError, KeyError, TypeError, AttributeError, AssertionError) as err:
+        raise ValueError(
+            f"cannot read COCO annotation file {ann_file}: {type(err).__name__}: {err} "
+            "(truncated, or not a COCO instances json?)"
+        ) from err
     for line in buf.getvalue().splitlines():
         if line.strip():
             logger.debug("%s", line)
     return coco
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class coco(IMDB):
@@ -62,7 +87,7 @@ class coco(IMDB):
 
     Raises:
         FileNotFoundError: ``data_path`` or the annotation file does not exist.
-        ValueError: the annotation file lists no images.
+        ValueError: the annotation file is not a readable COCO json, or lists no images.
     """
 
     def __init__(
@@ -118,7 +143,55 @@ class coco(IMDB):
     def _roidb_sources(self) -> list[str]:
         return [self._get_ann_file()]
 
+    def _check_json(self) -> None:
+        """Checks the annotation json against itself (see the module docstring).
+
+        Raises:
+            ValueError: naming the file and the image or annotation entry.
+        """
+        ann_file = self._get_ann_file()
+        for im in self.coco.dataset.get("images", []):
+            for key in ("width", "height"):
+                value = im.get(key)
+                if not _is_number(value) or value <= 0:
+                    raise ValueError(
+                        f"{ann_file}: image {im.get('id')} ({im.get('file_name', '?')}) has "
+                        f"{key} {value!r}; expected a positive number"
+                    )
+        orphans = []
+        for ann in self.coco.dataset.get("annotations", []):
+            ann_id, image_id = ann.get("id"), ann.get("image_id")
+            if image_id not in self.coco.imgs:
+                orphans.append(ann_id)
+                continue
+            if ann.get("category_id") not in self._coco_ind_to_class_ind:
+                raise ValueError(
+                    f"{ann_file}: annotation {ann_id} (image {image_id}) has unknown category_id "
+                    f"{ann.get('category_id')!r}; the json's categories have ids "
+                    f"{sorted(self._coco_ind_to_class_ind)}"
+                )
+            bbox = ann.get("bbox")
+            if not (
+                isinstance(bbox, (list, tuple))
+                and len(bbox) == 4
+                and all(_is_number(v) and math.isfinite(v) for v in bbox)
+            ):
+                raise ValueError(
+                    f"{ann_file}: annotation {ann_id} (image {image_id}) has bbox {bbox!r}; "
+                    "expected [x, y, width, height] (4 numbers)"
+                )
+        if orphans:
+            logger.warning(
+                "%s: %d annotation(s) in %s refer to image ids that are not in its 'images' "
+                "(first: annotation %s); dropped",
+                self.name,
+                len(orphans),
+                ann_file,
+                orphans[0],
+            )
+
     def _build_gt_roidb(self) -> Roidb:
+        self._check_json()
         issues = LimitedWarnings(f"invalid boxes dropped from {self.name}", logger)
         roidb = [
             self._load_coco_annotation(index, issues)
@@ -136,7 +209,8 @@ class coco(IMDB):
         """
         im_ann = self.coco.loadImgs(index)[0]
         width, height = int(im_ann["width"]), int(im_ann["height"])
-        objs = self.coco.loadAnns(self.coco.getAnnIds(imgIds=index, iscrowd=False))
+        # getAnnIds(iscrowd=False) would fail on an annotation without 'iscrowd' (0 by default)
+        objs = [obj for obj in self.coco.imgToAnns.get(index, []) if not obj.get("iscrowd", 0)]
 
         valid = []
         for obj in objs:

@@ -28,6 +28,7 @@ import logging
 import os
 import pickle
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -41,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 # Bump when the layout of cached records changes, so old caches are rebuilt.
 CACHE_VERSION = 1
+
+# Segmentation label value that the loss and the evaluation ignore (Cityscapes' and VOC's void).
+IGNORE_LABEL = 255
 
 Roidb = list[dict[str, Any]]
 Fingerprint = list[tuple[str, int, int]]
@@ -111,8 +115,17 @@ def image_size(path: str) -> tuple[int, int]:
     return height, width
 
 
-def read_label_png(path: str) -> np.ndarray:
+_warned_label_files: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def read_label_png(path: str, num_classes: int | None = None) -> np.ndarray:
     """A label PNG as an (H, W) uint8 array of class indices (palette or grey PNGs only).
+
+    With ``num_classes``, ids outside the class table (``num_classes <= id < 255``) become 255
+    (ignored), with one warning per file naming the file and the ids: the loss and the
+    evaluation then skip those pixels instead of failing on them (or, on a GPU, reading out of
+    bounds).
 
     Raises:
         ValueError: a colour (RGB) label image, whose values are not class indices.
@@ -123,7 +136,38 @@ def read_label_png(path: str) -> np.ndarray:
                 f"label image {path} has mode {im.mode}; expected a palette ('P') or grey ('L') "
                 "PNG of class indices (colour-coded labels must be converted first)"
             )
-        return np.array(im, dtype=np.uint8)
+        label = np.array(im, dtype=np.uint8)
+    if num_classes is not None:
+        unknown = (label >= num_classes) & (label != IGNORE_LABEL)
+        if unknown.any():
+            with _warned_lock:
+                first = path not in _warned_label_files
+                _warned_label_files.add(path)
+            if first:
+                logger.warning(
+                    "label image %s holds ids %s outside the %d classes (%d pixels); "
+                    "mapped to %d (ignored)",
+                    path,
+                    np.unique(label[unknown]).tolist(),
+                    num_classes,
+                    int(unknown.sum()),
+                    IGNORE_LABEL,
+                )
+            label[unknown] = IGNORE_LABEL
+    return label
+
+
+def check_label_size(label: str, image: str, height: int, width: int) -> None:
+    """Raises ValueError naming both files and sizes unless ``label`` is ``height x width``.
+
+    Reads the label's header only.
+    """
+    label_height, label_width = image_size(label)
+    if (label_height, label_width) != (height, width):
+        raise ValueError(
+            f"label {label} is {label_width}x{label_height} (width x height) but its image "
+            f"{image} is {width}x{height}"
+        )
 
 
 def write_label_png(path: str, labels: np.ndarray, palette: np.ndarray | None = None) -> None:
@@ -387,7 +431,8 @@ class IMDB:
         As the original, predictions are written as palette PNGs under ``output_dir/results``
         (``pred_segmentations`` None: read back from there), resized to the ground truth with
         nearest neighbour if their size differs, and scored against the labels with 255
-        ignored, from one confusion matrix summed over all images.
+        ignored, from one confusion matrix summed over all images. Label ids outside the class
+        table count as 255, with a warning (:func:`read_label_png`), as in training.
 
         Args:
             pred_segmentations: one (H, W) integer class map per image of ``image_set_index``.
@@ -417,7 +462,7 @@ class IMDB:
                     if not os.path.isfile(res_path):
                         raise FileNotFoundError(f"prediction {res_path} does not exist")
                     pred = read_label_png(res_path)
-                gt = read_label_png(self.label_path_from_index(index))
+                gt = read_label_png(self.label_path_from_index(index), self.num_classes)
                 if pred.shape != gt.shape:
                     pred = cv2.resize(
                         pred.astype(np.uint8),

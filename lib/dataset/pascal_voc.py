@@ -66,6 +66,20 @@ def read_image_set_file(path: str, hint: str) -> list[str]:
         return [line.split()[0] for line in f if line.strip()]
 
 
+def _int_field(elem: ET.Element | ET.ElementTree, tag: str, filename: str, obj: str = "") -> int:
+    """Integer text of ``tag`` under ``elem`` (0 when absent or empty), e.g. ``<width>500</width>``.
+
+    Raises:
+        ValueError: the text is not a number; names the file, the tag and the object.
+    """
+    text = (elem.findtext(tag) or "").strip()
+    try:
+        return int(float(text)) if text else 0
+    except ValueError:
+        where = f" of object {obj!r}" if obj else ""
+        raise ValueError(f"<{tag}>{text}</{tag}>{where} in {filename} is not a number") from None
+
+
 class PascalVOC(IMDB):
     """PASCAL VOC (or VOC-format) detection data.
 
@@ -164,8 +178,8 @@ class PascalVOC(IMDB):
         except ET.ParseError as err:
             raise ValueError(f"cannot parse VOC annotation {filename}: {err}") from None
         image = self.image_path_from_index(index)
-        width = int(float(tree.findtext("size/width", "0") or 0))
-        height = int(float(tree.findtext("size/height", "0") or 0))
+        width = _int_field(tree, "size/width", filename)
+        height = _int_field(tree, "size/height", filename)
         if width <= 0 or height <= 0:  # no <size>: read it from the image header
             if not os.path.isfile(image):
                 raise FileNotFoundError(
@@ -182,7 +196,7 @@ class PascalVOC(IMDB):
                     f"unknown class name {name!r} in {filename}; known classes: "
                     f"{', '.join(self.classes[1:])} (pass classes=[...] for a custom data set)"
                 )
-            if not self.use_diff and int(obj.findtext("difficult", "0") or 0) != 0:
+            if not self.use_diff and _int_field(obj, "difficult", filename, name) != 0:
                 continue
             bbox = obj.find("bndbox")
             if bbox is None:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from lib.dataset.imdb import IMDB, Roidb, image_size
+from lib.dataset.imdb import IMDB, Roidb, check_label_size, image_size
 from lib.dataset.pascal_voc import class_list, read_image_set_file, split_image_set
 
 logger = logging.getLogger(__name__)
@@ -117,11 +117,13 @@ class VOCSegmentation(IMDB):
         segdb = []
         for index in tqdm(self.image_set_index, desc=self.name, disable=None, leave=False):
             image = self.image_path_from_index(index)
+            label = self.label_path_from_index(index)
             height, width = image_size(image)
+            check_label_size(label, image, height, width)
             segdb.append(
                 {
                     "image": image,
-                    "seg_cls_path": self.label_path_from_index(index),
+                    "seg_cls_path": label,
                     "height": height,
                     "width": width,
                     "flipped": False,

@@ -17,6 +17,11 @@ Differences from the original, all fixes:
 
 * a missing, empty, undecodable or truncated image raises an ``OSError`` naming the file (the
   original asserted with a broken format string, or crashed later on ``None``);
+* an image whose decoded size differs from its record's ``height`` / ``width`` (the annotation's
+  size) raises ``ValueError`` naming the file and both sizes (the original clipped the boxes to
+  the wrong size); a segmentation label whose size differs from its image likewise;
+* label ids outside the class table (``dataset.NUM_CLASSES``) become 255 (ignored), with a
+  warning naming the label file (:func:`lib.dataset.imdb.read_label_png`);
 * :func:`get_segmentation_image` honours ``flipped`` (the original ignored it, so the flipped
   half of a segdb held unflipped copies) and pads labels with 255 (ignore), not 0;
 * :func:`resize` also pads single-channel (label) images to the stride;
@@ -36,12 +41,13 @@ import cv2
 import numpy as np
 
 from lib.bbox.bbox_transform import clip_boxes
-from lib.dataset.imdb import read_label_png
+from lib.dataset.imdb import IGNORE_LABEL, read_label_png
 
 __all__ = [
     "IGNORE_LABEL",
     "ImageReadError",
     "Scale",
+    "check_image_size",
     "get_image",
     "get_segmentation_image",
     "pick_scale",
@@ -57,9 +63,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# Segmentation label value that the loss ignores (Cityscapes' and VOC's void).
-IGNORE_LABEL = 255
 
 Scale = tuple[int, int]  # (target short side, max long side)
 
@@ -109,8 +112,11 @@ def read_image(path: str, flipped: bool = False) -> np.ndarray:
     return im
 
 
-def read_seg_label(path: str, flipped: bool = False) -> np.ndarray:
+def read_seg_label(path: str, flipped: bool = False, num_classes: int | None = None) -> np.ndarray:
     """Reads a label PNG of class indices as (H, W) uint8, flipped when ``flipped``.
+
+    With ``num_classes``, ids ``num_classes..254`` become 255 (ignored), with one warning per
+    file (:func:`lib.dataset.imdb.read_label_png`).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -120,7 +126,7 @@ def read_seg_label(path: str, flipped: bool = False) -> np.ndarray:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"label file {path} does not exist")
     try:
-        label = read_label_png(path)
+        label = read_label_png(path, num_classes)
     except ValueError:  # a colour image; its message says what to do
         raise
     except Exception as err:  # PIL raises OSError, SyntaxError, ... for corrupt files
@@ -231,6 +237,22 @@ def tensor_vstack(tensor_list: Sequence[np.ndarray], pad: float = 0) -> np.ndarr
 # ------------------------------------------------------------------------ records -> tensors
 
 
+def check_image_size(rec: Mapping[str, Any], im: np.ndarray) -> None:
+    """Raises ValueError unless the decoded ``im`` has the record's ``height`` x ``width``.
+
+    The record's size comes from the annotation (COCO json, VOC xml); boxes are clipped to it,
+    so a disagreement would train on wrongly clipped boxes. Records without a size pass.
+    """
+    if "height" not in rec or "width" not in rec:
+        return
+    height, width = int(rec["height"]), int(rec["width"])
+    if im.shape[:2] != (height, width):
+        raise ValueError(
+            f"image {rec.get('image')} is {im.shape[1]}x{im.shape[0]} (width x height) but its "
+            f"annotation says {width}x{height}; fix the annotation's width/height or the image"
+        )
+
+
 def pick_scale(
     scales: Sequence[Scale],
     scale_index: int | None = None,
@@ -253,9 +275,13 @@ def prepare_roi_image(
     The copy's ``boxes`` are ``round(boxes * scale)`` clipped to the padded image (float32) and
     ``im_info`` is ``[H, W, scale]`` (float32). ``im``: the already read (and flipped) BGR image,
     read from ``rec['image']`` when None.
+
+    Raises:
+        ValueError: the image's size differs from the record's (:func:`check_image_size`).
     """
     if im is None:
         im = read_image(rec["image"], rec.get("flipped", False))
+    check_image_size(rec, im)
     im, im_scale = resize(im, scale[0], scale[1], stride=cfg.network.IMAGE_STRIDE)
     tensor = transform(im, cfg.network.PIXEL_MEANS)
     im_info = np.array([tensor.shape[2], tensor.shape[3], im_scale], dtype=np.float32)
@@ -307,11 +333,16 @@ def prepare_seg_image(
     """One segmentation record -> image tensor, (1, 1, H, W) label tensor (or None), record.
 
     The label is flipped with the image, resized with nearest-neighbour interpolation to the
-    same size and stride-padded with 255 (ignore).
+    same size and stride-padded with 255 (ignore); its ids outside ``cfg.dataset.NUM_CLASSES``
+    become 255 (with a warning naming the file).
+
+    Raises:
+        ValueError: the image's size differs from the record's, or the label's from the image's.
     """
     flipped = rec.get("flipped", False)
     if im is None:
         im = read_image(rec["image"], flipped)
+    check_image_size(rec, im)
     im_shape = im.shape[:2]
     stride = cfg.network.IMAGE_STRIDE
     im, im_scale = resize(im, scale[0], scale[1], stride=stride)
@@ -320,11 +351,11 @@ def prepare_seg_image(
     new_rec["im_info"] = np.array([tensor.shape[2], tensor.shape[3], im_scale], dtype=np.float32)
     if not with_label:
         return tensor, None, new_rec
-    label = read_seg_label(rec["seg_cls_path"], flipped)
+    label = read_seg_label(rec["seg_cls_path"], flipped, int(cfg.dataset.NUM_CLASSES))
     if label.shape[:2] != im_shape:
         raise ValueError(
-            f"label {rec['seg_cls_path']} is {label.shape[1]}x{label.shape[0]} but image "
-            f"{rec['image']} is {im_shape[1]}x{im_shape[0]}"
+            f"label {rec['seg_cls_path']} is {label.shape[1]}x{label.shape[0]} (width x height) "
+            f"but its image {rec['image']} is {im_shape[1]}x{im_shape[0]}"
         )
     label, _ = resize(
         label, scale[0], scale[1], stride=stride, interpolation=cv2.INTER_NEAREST,

@@ -1,6 +1,11 @@
 """Tests for lib.core.checkpoint: format, round trip, atomic writes, *_test bbox params."""
 
+import logging
 import os
+import pickle
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import mxnet as mx
@@ -34,7 +39,8 @@ def test_names_and_key_format(tmp_path):
     prefix = str(tmp_path / "sub" / "model")
     arg = {"w": mx.nd.ones((2, 2))}
     aux = {"m": mx.nd.zeros((2,))}
-    path = C.save_checkpoint(prefix, 3, arg, aux, symbol=tiny_net(), optimizer_states=b"xyz")
+    states = pickle.dumps({0: "momentum"})
+    path = C.save_checkpoint(prefix, 3, arg, aux, symbol=tiny_net(), optimizer_states=states)
     assert path == prefix + "-0003.params"
     assert sorted(os.listdir(tmp_path / "sub")) == [
         "model-0003.params",
@@ -42,7 +48,7 @@ def test_names_and_key_format(tmp_path):
         "model-symbol.json",
     ]
     assert sorted(mx.nd.load(path)) == ["arg:w", "aux:m"]
-    assert C.load_optimizer_states(prefix, 3) == b"xyz"
+    assert C.load_optimizer_states(prefix, 3) == states
     assert mx.sym.load(prefix + "-symbol.json").list_arguments() == tiny_net().list_arguments()
 
 
@@ -251,3 +257,89 @@ def test_do_checkpoint_writes_test_params(tmp_path):
     processed, _ = C.load_param(prefix, 1, process=True)
     np.testing.assert_allclose(processed["bbox_pred_bias"].asnumpy(), np.tile(MEANS4, 2))
     assert not os.path.exists(prefix + "-0001.states")  # no module given
+
+
+# -- damaged files, resumable epochs, listing, stale temp files ----------------------------------
+
+
+def test_truncated_params_and_states_name_the_file(tmp_path):
+    prefix = str(tmp_path / "m")
+    states = pickle.dumps(({0: np.zeros(100)}, "optimizer"))
+    C.save_checkpoint(prefix, 1, {"w": mx.nd.ones((100,))}, {}, optimizer_states=states)
+    for path in (prefix + "-0001.params", prefix + "-0001.states"):
+        data = Path(path).read_bytes()
+        Path(path).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"checkpoint .*m-0001\.params .*may be truncated"):
+        C.load_param(prefix, 1)
+    with pytest.raises(ValueError, match=r"optimizer states .*m-0001\.states .*may be truncated"):
+        C.load_optimizer_states(prefix, 1)
+
+
+def test_latest_complete_epoch_needs_params_and_states(tmp_path):
+    prefix = str(tmp_path / "run")
+    assert C.latest_complete_epoch(prefix) is None
+    w = {"w": mx.nd.ones((1,))}
+    C.save_checkpoint(prefix, 1, w, {}, optimizer_states=b"s1")
+    C.save_checkpoint(prefix, 2, w, {}, optimizer_states=b"s2")
+    C.save_checkpoint(prefix, 3, w, {})  # no states: not resumable
+    (tmp_path / "run-0004.states").write_bytes(b"states whose params never landed")
+    C.save_checkpoint(str(tmp_path / "run-x"), 9, w, {}, optimizer_states=b"other prefix")
+    assert C.latest_epoch(prefix) == 3
+    assert C.latest_complete_epoch(prefix) == 2
+
+
+def test_list_checkpoints(tmp_path):
+    prefix = str(tmp_path / "run")
+    assert C.list_checkpoints(prefix) == []
+    C.save_checkpoint(prefix, 1, {"w": mx.nd.ones((1,))}, {}, tiny_net(), optimizer_states=b"s")
+    C.save_checkpoint(prefix, 2, {"w": mx.nd.ones((1,))}, {})
+    C.save_checkpoint(str(tmp_path / "run-x"), 9, {"w": mx.nd.ones((1,))}, {}, tiny_net())
+    (tmp_path / "run-00003.params").write_bytes(b"not a name we write")
+    (tmp_path / ".run-0005.params.abcd1234.tmp").write_bytes(b"temp file")
+    assert C.list_checkpoints(prefix) == [
+        prefix + "-0001.params",
+        prefix + "-0001.states",
+        prefix + "-0002.params",
+        prefix + "-symbol.json",
+    ]
+
+
+# A checkpoint write killed between writing its temp files and renaming them.
+_KILLED_WRITER = """
+import os, signal, sys
+import mxnet as mx
+from lib.core import checkpoint as C
+real_replace = os.replace
+os.replace = lambda src, dst: os.kill(os.getpid(), signal.SIGKILL)
+C.save_checkpoint(sys.argv[1], 3, {"w": mx.nd.ones((2,))}, {}, mx.sym.Variable("x"), b"states")
+"""
+
+
+def test_remove_stale_temp_files_after_kill(tmp_path, caplog):
+    prefix = str(tmp_path / "run")
+    C.save_checkpoint(prefix, 1, {"w": mx.nd.ones((1,))}, {})
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_WRITER, prefix], cwd=repo, capture_output=True, timeout=120
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    stale = sorted(str(p) for p in tmp_path.glob(".run-*.tmp"))
+    assert len(stale) == 3  # .states, -symbol.json and .params temp files of epoch 3
+    # Files that merely look similar are somebody else's and stay.
+    keep = [
+        ".notes.tmp",
+        ".run-0001.params.tmp",  # no random part
+        ".run-x-0001.params.abcd1234.tmp",  # another prefix's temp file
+        ".run-0001.params.abcd1234.tmp.bak",
+        "run-0001.params.abcd1234.tmp",  # not hidden
+        ".run-symbol.json.abcd1234.tmp.d",
+    ]
+    for name in keep:
+        (tmp_path / name).write_bytes(b"user data")
+    with caplog.at_level(logging.INFO, logger="lib.core.checkpoint"):
+        removed = C.remove_stale_temp_files(prefix)
+    assert removed == stale
+    assert sum("stale checkpoint temp file" in m for m in caplog.messages) == 3
+    assert sorted(os.listdir(tmp_path)) == sorted([*keep, "run-0001.params"])
+    assert C.remove_stale_temp_files(prefix) == []
+    assert C.remove_stale_temp_files(str(tmp_path / "nodir" / "run")) == []

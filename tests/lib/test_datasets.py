@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -37,6 +38,7 @@ from lib.dataset.cityscapes import LABEL_TO_TRAIN_ID
 from lib.dataset.ds_utils import filter_small_boxes, unique_boxes
 from lib.dataset.imdb import read_label_png
 from lib.dataset.synthetic import CLASSES, generate
+from lib.utils.image import prepare_roi_image, prepare_seg_image
 
 NUM_TRAIN, NUM_TEST = 8, 6
 
@@ -291,6 +293,99 @@ def test_coco_missing_paths_and_empty_sets(tmp_path: Path, cache_root: str) -> N
         coco("s", cache_root, str(missing)).gt_roidb()
 
 
+def _edit_json(data: Path, set_name: str, edit) -> Path:
+    path = data / "annotations" / f"instances_{set_name}.json"
+    blob = json.loads(path.read_text())
+    edit(blob)
+    path.write_text(json.dumps(blob))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda b: b["annotations"][1].update(category_id=99),
+            r"instances_s\.json: annotation 2 \(image 1\) has unknown category_id 99; "
+            r"the json's categories have ids \[2, 7\]",
+        ),
+        (
+            lambda b: b["annotations"][1].update(bbox=[5, 5, 10]),
+            r"instances_s\.json: annotation 2 \(image 1\) has bbox \[5, 5, 10\]; "
+            r"expected \[x, y, width, height\]",
+        ),
+        (
+            lambda b: b["images"][0].pop("width"),
+            r"instances_s\.json: image 1 \(COCO_s_000000000001\.jpg\) has width None",
+        ),
+    ],
+    ids=["unknown_category", "bbox_of_3", "image_without_width"],
+)
+def test_coco_json_errors_name_the_file_and_entry(
+    tmp_path: Path, cache_root: str, edit, message: str
+) -> None:
+    anns = [
+        {"image_id": 1, "category_id": 2, "bbox": [5, 5, 10, 10]},
+        {"image_id": 1, "category_id": 7, "bbox": [5, 5, 10, 10]},
+    ]
+    data = _write_coco(tmp_path / "c", "s", [{"id": 1, "height": 40, "width": 50}], anns)
+    _edit_json(data, "s", edit)
+    with pytest.raises(ValueError, match=message):
+        coco("s", cache_root, str(data)).gt_roidb()
+
+
+def test_coco_half_written_json_names_the_file(tmp_path: Path, cache_root: str) -> None:
+    data = _write_coco(tmp_path / "c", "s", [{"id": 1, "height": 40, "width": 50}], [])
+    path = data / "annotations" / "instances_s.json"
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError, match=r"cannot read COCO annotation file .*instances_s\.json: "
+                       r"JSONDecodeError") as info:  # fmt: skip
+        coco("s", cache_root, str(data))
+    assert isinstance(info.value.__cause__, json.JSONDecodeError)
+    path.write_text("[]")
+    with pytest.raises(ValueError, match=r"cannot read COCO annotation file .*instances_s\.json"):
+        coco("s", cache_root, str(data))
+
+
+def test_coco_annotations_of_unknown_images_are_counted(
+    tmp_path: Path, cache_root: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    anns = [
+        {"image_id": 1, "category_id": 2, "bbox": [5, 5, 10, 10]},
+        {"image_id": 5, "category_id": 2, "bbox": [5, 5, 10, 10]},
+        {"image_id": 6, "category_id": 99, "bbox": [5, 5]},  # not checked: dropped anyway
+        {"image_id": 6, "category_id": 7, "bbox": [5, 5, 10, 10]},
+    ]
+    data = _write_coco(tmp_path / "c", "s", [{"id": 1, "height": 40, "width": 50}], anns)
+    _edit_json(data, "s", lambda b: b["annotations"][0].pop("iscrowd"))  # 0 by default
+    with caplog.at_level(logging.WARNING):
+        roidb = coco("s", cache_root, str(data)).gt_roidb()
+    assert len(roidb) == 1 and len(roidb[0]["boxes"]) == 1
+    warnings = [m for m in caplog.messages if "not in its 'images'" in m]
+    assert len(warnings) == 1
+    expected = r"3 annotation\(s\) in .*instances_s\.json .*\(first: annotation 2\); dropped"
+    assert re.search(expected, warnings[0])
+
+
+def test_decoded_size_must_match_the_annotation(tmp_path: Path, cache_root: str) -> None:
+    cfg = default_config()
+    anns = [{"image_id": 1, "category_id": 2, "bbox": [5, 5, 10, 10]}]
+    data = _write_coco(tmp_path / "c", "s", [{"id": 1, "height": 40, "width": 50}], anns)
+    rec = coco("s", cache_root, str(data)).gt_roidb()[0]
+    prepare_roi_image(rec, cfg, (40, 50))  # sizes agree
+    _write_jpg(Path(rec["image"]), height=40, width=60)  # the json still says 50 x 40
+    with pytest.raises(ValueError, match=r"_000000000001\.jpg is 60x40 .*annotation says 50x40"):
+        prepare_roi_image(rec, cfg, (40, 50))
+
+    # VOC: the <size> of the xml against the JPEG.
+    devkit = _write_voc(tmp_path / "devkit", {"a": [("dog", 1, 1, 5, 5, 0)]}, {"s": ["a"]})
+    rec = PascalVOC("2007_s", cache_root, str(devkit)).gt_roidb()[0]
+    _write_jpg(devkit / "VOC2007" / "JPEGImages" / "a.jpg", height=30, width=50)
+    with pytest.raises(ValueError, match=r"JPEGImages/a\.jpg is 50x30 .*annotation says 50x40"):
+        prepare_roi_image({**rec, "flipped": True}, cfg, (40, 50))
+
+
 # ------------------------------------------------------------------------------------ PASCAL VOC
 
 
@@ -416,6 +511,18 @@ def test_voc_missing_paths_and_empty_sets(tmp_path: Path, cache_root: str) -> No
         PascalVOC("2007_ghost", cache_root, str(devkit)).gt_roidb()
     os.remove(devkit / "VOC2007" / "JPEGImages" / "a.jpg")
     with pytest.raises(FileNotFoundError, match=r"JPEGImages/a\.jpg"):
+        PascalVOC("2007_s", cache_root, str(devkit)).gt_roidb()
+
+
+def test_voc_non_numeric_fields_name_the_file(tmp_path: Path, cache_root: str) -> None:
+    devkit = _write_voc(tmp_path / "devkit", {"a": [("dog", 1, 1, 5, 5, 0)]}, {"s": ["a"]})
+    xml = devkit / "VOC2007" / "Annotations" / "a.xml"
+    xml.write_text(xml.read_text().replace("<width>50</width>", "<width>fifty</width>"))
+    with pytest.raises(ValueError, match=r"<size/width>fifty</size/width> in .*a\.xml"):
+        PascalVOC("2007_s", cache_root, str(devkit)).gt_roidb()
+    xml.write_text(xml.read_text().replace("<width>fifty</width>", "<width>50</width>")
+                   .replace("<difficult>0</difficult>", "<difficult>no</difficult>"))  # fmt: skip
+    with pytest.raises(ValueError, match=r"<difficult>no</difficult> of object 'dog' in .*a\.xml"):
         PascalVOC("2007_s", cache_root, str(devkit)).gt_roidb()
 
 
@@ -552,6 +659,73 @@ def test_voc_seg_evaluate(synth: Path, tmp_path: Path, cache_root: str) -> None:
     assert res["meanIU"] == pytest.approx(1.0)
     np.testing.assert_allclose(res["IU_array"], 1.0)
     assert os.path.isfile(tmp_path / "out" / "results" / f"{imdb.image_set_index[0]}.png")
+
+
+def _first_seg_id(devkit: Path) -> str:
+    return (devkit / "VOC2007" / "ImageSets" / "Segmentation" / "train.txt").read_text().split()[0]
+
+
+def _resave_label(path: Path, transform) -> None:
+    with Image.open(path) as im:
+        palette = im.getpalette()
+        label = transform(np.array(im))
+    out = Image.fromarray(label.astype(np.uint8))
+    if palette:
+        out.putpalette(palette)
+    out.save(path)
+
+
+def test_segmentation_label_size_must_match_the_image(
+    synth: Path, tmp_path: Path, cache_root: str
+) -> None:
+    devkit = _copy(synth / "VOCdevkit", tmp_path / "VOCdevkit")
+    image_id = _first_seg_id(devkit)
+    label = devkit / "VOC2007" / "SegmentationClass" / f"{image_id}.png"
+    h, w = cv2.imread(str(devkit / "VOC2007" / "JPEGImages" / f"{image_id}.jpg")).shape[:2]
+    _resave_label(label, lambda a: a[:, :-2])
+    with pytest.raises(ValueError, match=rf"label .*{image_id}\.png is {w - 2}x{h} \(width x "
+                       rf"height\) but its image .*{image_id}\.jpg is {w}x{h}"):  # fmt: skip
+        load_gt_segdb("synthetic_voc", "2007_train_seg", cache_root, str(devkit))
+
+    cs = _copy(synth / "cityscapes", tmp_path / "cityscapes")
+    label = sorted((cs / "gtFine" / "val").rglob("*_labelTrainIds.png"))[0]
+    _resave_label(label, lambda a: a[1:])
+    with pytest.raises(ValueError, match=rf"label .*{label.name} is .* but its image .*8bit"):
+        CityScape("leftImg8bit_val", cache_root, str(cs)).gt_segdb()
+
+
+def test_voc_seg_missing_label_names_the_file(synth: Path, tmp_path: Path, cache_root: str) -> None:
+    devkit = _copy(synth / "VOCdevkit", tmp_path / "VOCdevkit")
+    image_id = _first_seg_id(devkit)
+    (devkit / "VOC2007" / "SegmentationClass" / f"{image_id}.png").unlink()
+    with pytest.raises(FileNotFoundError, match=rf"Class/{image_id}\.png does not exist"):
+        load_gt_segdb("synthetic_voc", "2007_train_seg", cache_root, str(devkit))
+
+
+def test_label_ids_outside_the_classes_become_ignore(
+    synth: Path, tmp_path: Path, cache_root: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cs = _copy(synth / "cityscapes", tmp_path / "cityscapes")
+    imdb = CityScape("leftImg8bit_val", cache_root, str(cs))
+    rec = imdb.gt_segdb()[0]
+    original = read_label_png(rec["seg_cls_path"])
+    _resave_label(Path(rec["seg_cls_path"]), lambda a: np.where(np.arange(a.shape[1]) < 3, 40, a))
+    cfg = default_config("deeplab")  # 19 classes
+    full = (rec["height"], rec["width"])
+    with caplog.at_level(logging.WARNING, logger="lib.dataset.imdb"):
+        _, label, _ = prepare_seg_image(rec, cfg, (min(full), max(full)))
+        prepare_seg_image({**rec, "flipped": True}, cfg, (min(full), max(full)))
+    label = label[0, 0, : full[0], : full[1]]
+    assert (label[:, :3] == 255).all()
+    np.testing.assert_array_equal(label[:, 3:], original[:, 3:])
+    warnings = [m for m in caplog.messages if rec["seg_cls_path"] in m]
+    assert len(warnings) == 1  # once per file
+    assert re.search(r"ids \[40\] outside the 19 classes .*mapped to 255", warnings[0])
+    # The evaluation reads the labels the same way instead of failing on id 40.
+    labels = [read_label_png(r["seg_cls_path"]) for r in imdb.gt_segdb()]
+    res = imdb.evaluate_segmentations([np.zeros_like(a) for a in labels], str(tmp_path / "out"))
+    counted = sum(int(((a != 255) & (a != 40)).sum()) for a in labels)
+    assert res["confusion_matrix"].sum() == counted > 0
 
 
 # --------------------------------------------------------------------------- load_data, utils

@@ -510,6 +510,23 @@ def test_prefetcher_keeps_order_and_reraises():
             next(pf)
 
 
+def test_size_disagreeing_with_the_annotation_is_an_error(roidb, segdb):
+    # Not an unreadable image: the training loaders must raise, not skip it.
+    records = [dict(r) for r in roidb[:2]]
+    rec = records[1]
+    true_size = f"{rec['width']}x{rec['height']}"
+    rec["width"] += 7
+    message = rf"(?s){rec['image']} is {true_size} .*annotation says {rec['width']}x{rec['height']}"
+    loader = anchor_loader(records, num_workers=0)
+    with pytest.raises(DataLoaderError, match=message):
+        all_batches(loader)
+    with pytest.raises(DataLoaderError, match=message):
+        all_batches(TestLoader(records, det_cfg(), num_workers=0))
+    seg = [dict(segdb[0]), {**segdb[1], "height": segdb[1]["height"] + 3}]
+    with pytest.raises(DataLoaderError, match=rf"(?s){seg[1]['image']} is .*annotation says"):
+        all_batches(TrainDataLoader(seg, seg_cfg(), batch_size=1, num_workers=0))
+
+
 # ------------------------------------------------------------------------------ segmentation
 
 
