@@ -89,6 +89,8 @@ def input_shapes(cfg: Any, sym: mx.sym.Symbol) -> dict[str, Shape]:
     ``data`` (1, 3, H, W) with H, W the first scale rounded up to ``IMAGE_STRIDE``; ``im_info``
     (1, 3); ``gt_boxes`` (1, 100, 5). The RPN labels (``label``, ``bbox_target``,
     ``bbox_weight``) follow from the score map, so they are given the shapes MXNet infers.
+    Segmentation (DeepLab) needs ``data`` alone: ``SoftmaxOutput`` infers the training
+    ``label`` and the test symbol's ``softmax_label`` (1, H*W) from it.
     """
     height, width = (int(s) for s in cfg.SCALES[0])
     stride = int(cfg.network.IMAGE_STRIDE or 0)

@@ -1,0 +1,1 @@
+"""DeepLab and Deformable DeepLab (semantic segmentation): networks (``deeplab.symbols``)."""
