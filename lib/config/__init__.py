@@ -36,7 +36,7 @@ import numpy as np
 import yaml
 from easydict import EasyDict
 
-from lib.config.defaults import ARCH_BY_SYMBOL, ARCH_DEFAULTS, DEFAULT_ARCH, DEFAULTS
+from lib.config.defaults import ARCH_BY_SYMBOL, ARCH_DEFAULTS, DEFAULT_ARCH, DEFAULTS, UNUSED_KEYS
 
 __all__ = [
     "ARCH_DEFAULTS",
@@ -49,6 +49,7 @@ __all__ = [
     "infer_arch",
     "load_config",
     "save_config",
+    "unused_settings",
 ]
 
 logger = logging.getLogger(__name__)
@@ -128,9 +129,16 @@ def _str_list(value: Any) -> list:
     raise TypeError("expected a list of strings")
 
 
+def _test_scales(value: Any) -> list:
+    # [] (or null) means: test at SCALES[0].
+    if value is None or (isinstance(value, (list, tuple)) and not value):
+        return []
+    return _scales(value)
+
+
 CONVERSIONS: dict[str, Callable[[Any], Any]] = {
     "SCALES": _scales,
-    "TEST_SCALES": _scales,
+    "TEST_SCALES": _test_scales,
     "network.PIXEL_MEANS": _float_array(3),
     "network.RPN_FEAT_STRIDE": _feat_stride,
     "network.FIXED_PARAMS": _str_list,
@@ -214,6 +222,15 @@ def _fresh(tree: Mapping, prefix: str = "") -> dict:
 
 def _check(tree: dict, source: str) -> None:
     """Cross-key checks, run once on the merged config."""
+    if tree["cpu_contexts"] < 1:
+        raise ValueError(
+            f"bad value for config key cpu_contexts in {source}: {tree['cpu_contexts']} < 1"
+        )
+    if tree["TEST"]["SOFTNMS_METHOD"] not in ("gaussian", "linear"):
+        raise ValueError(
+            f"bad value for config key TEST.SOFTNMS_METHOD in {source}: expected 'gaussian' or "
+            f"'linear', got {tree['TEST']['SOFTNMS_METHOD']!r}"
+        )
     net = tree["network"]
     expected = len(net["ANCHOR_SCALES"]) * len(net["ANCHOR_RATIOS"])
     if net["NUM_ANCHORS"] != expected:
@@ -279,14 +296,20 @@ def load_config(
         A fresh EasyDict; no object in it is shared with another load or with the defaults.
 
     Raises:
-        ValueError: an unknown key at any depth, a value of the wrong type, a malformed override,
-            or inconsistent keys (NUM_ANCHORS); the message names the dotted key and the file.
+        ValueError: an empty file or one that does not hold a mapping (raised before anything
+            is merged, so callers fail before creating output folders); an unknown key at any
+            depth, a value of the wrong type, a malformed override, or inconsistent keys
+            (NUM_ANCHORS); the message names the dotted key and the file.
     """
     source = os.fspath(path)
     with open(source, encoding="utf-8") as f:
         data = yaml.safe_load(f)
+    # An empty file (or only comments) would silently train the defaults (symbol '').
     if data is None:
-        data = {}
+        raise ValueError(
+            f"config file {source} is empty; it must hold a mapping of config keys "
+            "(e.g. 'symbol: resnet_v1_101_rfcn_dcn')"
+        )
     if not isinstance(data, Mapping):
         raise ValueError(  # noqa: TRY004 (a config error, like the others)
             f"config file {source} must hold a mapping, got {type(data).__name__}"
@@ -305,7 +328,48 @@ def load_config(
     for update, update_source in updates:
         _merge(tree, update, update_source)
     _check(tree, source + (" with overrides" if updates else ""))
-    return EasyDict(tree)
+    cfg = EasyDict(tree)
+    unused = unused_settings(cfg, arch)
+    if unused:
+        logger.warning(
+            "config %s sets keys that %s does not use (they have no effect): %s",
+            source,
+            arch,
+            ", ".join(unused),
+        )
+    return cfg
+
+
+def _leaves(tree: Mapping, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for name, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_leaves(value, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = value
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    return bool(np.array_equal(a, b)) if isinstance(a, np.ndarray) else a == b
+
+
+def unused_settings(cfg: Mapping, arch: str | None = None) -> list[str]:
+    """The keys of ``cfg`` set away from their defaults that ``arch`` never reads.
+
+    ``arch`` defaults to the one of ``cfg.symbol`` (:func:`infer_arch`). The table is
+    ``lib.config.defaults.UNUSED_KEYS``; a section there (``TRAIN.ALTERNATE``) covers its keys.
+    """
+    arch = infer_arch(str(cfg.get("symbol", ""))) if arch is None else arch
+    prefixes = UNUSED_KEYS.get(arch, ())
+    defaults = _leaves(_defaults_tree(arch))
+    return [
+        key
+        for key, value in _leaves(cfg).items()
+        if any(key == p or key.startswith(p + ".") for p in prefixes)
+        and key in defaults
+        and not _same(value, defaults[key])
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

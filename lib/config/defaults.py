@@ -29,12 +29,16 @@ DEFAULTS: dict[str, Any] = {
     "symbol": "",
     # Comma-separated GPU ids ("0,1,2,3"); the empty string means run on the CPU.
     "gpus": "",
+    # CPU contexts when gpus is empty; > 1 splits each batch over several CPU contexts exactly
+    # as over several GPUs (the multi-device code path, testable without GPUs).
+    "cpu_contexts": 1,
     # Box regression predicts one class-agnostic box (R-FCN) instead of one box per class.
     "CLASS_AGNOSTIC": True,
     # Training scales as (short side, max long side) pairs; yaml may write a single [600, 1000].
     "SCALES": [(600, 1000)],
-    # Test scales for FPN's multi-scale testing, as (short side, max long side) pairs.
-    "TEST_SCALES": [(600, 1000)],
+    # Test scales, (short side, max long side) pairs: every image is detected at each and the
+    # detections are merged before NMS. Empty: SCALES[0] (single-scale, as R-FCN's original).
+    "TEST_SCALES": [],
     "default": {
         # Log training speed and metrics every `frequent` batches.
         "frequent": 20,
@@ -221,9 +225,12 @@ DEFAULTS: dict[str, Any] = {
         "PROPOSAL_MIN_SIZE": 16,
         # Per-class NMS threshold on the final detections.
         "NMS": 0.3,
-        # Use soft-NMS (gaussian) instead of NMS on the final detections (FPN).
+        # Use soft-NMS instead of NMS on the final detections (every detector).
         "USE_SOFTNMS": False,
-        # Soft-NMS threshold / sigma.
+        # Soft-NMS: 'gaussian' (score * exp(-iou^2 / SOFTNMS_THRESH), the original FPN's) or
+        # 'linear' (score * (1 - iou) where iou > SOFTNMS_THRESH).
+        "SOFTNMS_METHOD": "gaussian",
+        # Soft-NMS sigma (gaussian) or IoU threshold (linear).
         "SOFTNMS_THRESH": 0.6,
         # Detections kept per image over all classes.
         "max_per_image": 300,
@@ -236,7 +243,8 @@ DEFAULTS: dict[str, Any] = {
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "rfcn": {},
     "faster_rcnn": {},
-    "fpn": {},
+    # The original fpn/config/config.py's multi-scale test default.
+    "fpn": {"TEST_SCALES": [(600, 1000)]},
     # The original deeplab/config/config.py, where it differs from the detection defaults.
     "deeplab": {
         "SCALES": [(360, 600)],
@@ -267,3 +275,81 @@ ARCH_BY_SYMBOL: tuple[tuple[str, str], ...] = (
     ("rcnn", "faster_rcnn"),
 )
 DEFAULT_ARCH = "rfcn"
+
+# Keys the code of an architecture never reads. Setting one of them (to a value other than its
+# default) is logged as a warning when the config is loaded: it has no effect. (The original
+# yamls set several, e.g. the alternate-training schedule, so they are not rejected.)
+# MXNET_VERSION is a free-form tag of the original yamls, never read and never reported.
+_DETECTION_UNUSED: tuple[str, ...] = (
+    "network.RCNN_FEAT_STRIDE",  # the single-scale heads pool the stride-16 map
+    "network.FIXED_PARAMS_SHARED",  # alternate training (not ported)
+    "TRAIN.ALTERNATE",
+    "TEST.PROPOSAL_NMS_THRESH",
+    "TEST.PROPOSAL_PRE_NMS_TOP_N",
+    "TEST.PROPOSAL_POST_NMS_TOP_N",
+    "TEST.PROPOSAL_MIN_SIZE",
+    "TRAIN.RPN_POSITIVE_WEIGHT",  # unused in the original too
+    "TRAIN.BBOX_REGRESSION_THRESH",  # proposal-roidb training (not ported)
+    "TRAIN.ENABLE_CROP",  # segmentation only
+    "TRAIN.CROP_HEIGHT",
+    "TRAIN.CROP_WIDTH",
+    "dataset.annotation_prefix",
+)
+UNUSED_KEYS: dict[str, tuple[str, ...]] = {
+    "rfcn": _DETECTION_UNUSED,
+    "faster_rcnn": _DETECTION_UNUSED,
+    "fpn": _DETECTION_UNUSED,
+    "deeplab": (
+        "CLASS_AGNOSTIC",
+        "TEST_SCALES",
+        "network.RPN_FEAT_STRIDE",
+        "network.RCNN_FEAT_STRIDE",
+        "network.FIXED_PARAMS_SHARED",
+        "network.ANCHOR_SCALES",
+        "network.ANCHOR_RATIOS",
+        "network.NUM_ANCHORS",
+        "dataset.proposal",
+        "TRAIN.ALTERNATE",
+        "TRAIN.ENABLE_OHEM",
+        "TRAIN.END2END",
+        "TRAIN.ASPECT_GROUPING",
+        "TRAIN.BATCH_ROIS",
+        "TRAIN.BATCH_ROIS_OHEM",
+        "TRAIN.FG_FRACTION",
+        "TRAIN.FG_THRESH",
+        "TRAIN.BG_THRESH_HI",
+        "TRAIN.BG_THRESH_LO",
+        "TRAIN.BBOX_REGRESSION_THRESH",
+        "TRAIN.BBOX_WEIGHTS",
+        "TRAIN.RPN_BATCH_SIZE",
+        "TRAIN.RPN_FG_FRACTION",
+        "TRAIN.RPN_POSITIVE_OVERLAP",
+        "TRAIN.RPN_NEGATIVE_OVERLAP",
+        "TRAIN.RPN_CLOBBER_POSITIVES",
+        "TRAIN.RPN_BBOX_WEIGHTS",
+        "TRAIN.RPN_POSITIVE_WEIGHT",
+        "TRAIN.CXX_PROPOSAL",
+        "TRAIN.RPN_NMS_THRESH",
+        "TRAIN.RPN_PRE_NMS_TOP_N",
+        "TRAIN.RPN_POST_NMS_TOP_N",
+        "TRAIN.RPN_MIN_SIZE",
+        "TRAIN.BBOX_NORMALIZATION_PRECOMPUTED",
+        "TRAIN.BBOX_MEANS",
+        "TRAIN.BBOX_STDS",
+        "TEST.HAS_RPN",
+        "TEST.CXX_PROPOSAL",
+        "TEST.RPN_NMS_THRESH",
+        "TEST.RPN_PRE_NMS_TOP_N",
+        "TEST.RPN_POST_NMS_TOP_N",
+        "TEST.RPN_MIN_SIZE",
+        "TEST.PROPOSAL_NMS_THRESH",
+        "TEST.PROPOSAL_PRE_NMS_TOP_N",
+        "TEST.PROPOSAL_POST_NMS_TOP_N",
+        "TEST.PROPOSAL_MIN_SIZE",
+        "TEST.NMS",
+        "TEST.USE_SOFTNMS",
+        "TEST.SOFTNMS_METHOD",
+        "TEST.SOFTNMS_THRESH",
+        "TEST.max_per_image",
+    ),
+}

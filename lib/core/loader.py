@@ -59,6 +59,7 @@ import cv2  # noqa: F401  (import cv2 before mxnet: the original's FAQ, a segfau
 import mxnet as mx
 import numpy as np
 
+from lib.core.shapes import MAX_GT, max_input_shapes
 from lib.rpn.rpn import assign_anchor, assign_pyramid_anchor
 from lib.utils.image import (
     Scale,
@@ -430,7 +431,7 @@ class BatchLoader(mx.io.DataIter):
 
 
 class TestLoader(BatchLoader):
-    """Test batches of ``batch_size`` images (one per device), every image exactly once.
+    """Test batches of ``batch_size`` images (all devices), every image exactly once.
 
     The last batch is filled up by repeating its last image; ``batch.pad`` says how many
     trailing entries to drop. Besides ``data`` (and ``index``: roidb indices, padding
@@ -440,6 +441,8 @@ class TestLoader(BatchLoader):
     * ``batch.im_info``: (n, 3) float32 ``[height, width, scale]`` (the height and width of the
       resized, stride-padded image, before padding to the batch);
     * ``batch.scales``: the n scales (the tester divides boxes by these);
+    * ``batch.image_sizes``: (n, 2) ``[height, width]`` of the original images (the tester
+      clips boxes to them: ``im_info`` is the stride-padded input);
     * ``batch.num_rois`` (``has_rpn=False``): the number of real rows of ``rois`` per image.
 
     ``loader.im_info`` is the current batch's ``batch.im_info`` (the original's attribute).
@@ -447,9 +450,11 @@ class TestLoader(BatchLoader):
     Args:
         roidb: records (test roidb; ``boxes`` are proposals when ``has_rpn`` is False).
         cfg: config; uses ``network.PIXEL_MEANS``, ``network.IMAGE_STRIDE`` and ``SCALES``.
-        batch_size: images per batch (``len(ctx)``).
+        batch_size: images per batch (``TEST.BATCH_IMAGES * len(ctx)``).
         shuffle: visit the images in a random (seeded) order.
         has_rpn: data is ``['data', 'im_info']``; else ``['data', 'rois']``.
+        images_per_device: ``TEST.BATCH_IMAGES``: image i of a batch is image
+            ``i % images_per_device`` of its device (the batch index of its ``rois`` rows).
         scale: the (short, max long) test scale; default ``cfg.SCALES[0]`` (the original drew
             one at random from ``SCALES``, which holds a single pair in every test config).
             FPN's multi-scale test calls :meth:`set_scale` for each ``TEST_SCALES`` entry.
@@ -469,10 +474,17 @@ class TestLoader(BatchLoader):
         seed: int | None = None,
         num_workers: int = 2,
         prefetch: int | None = None,
+        images_per_device: int = 1,
     ) -> None:
         self.cfg = cfg
         self.roidb = roidb
         self.has_rpn = has_rpn
+        if images_per_device < 1 or batch_size % images_per_device:
+            raise ValueError(
+                f"batch_size {batch_size} is not a multiple of images_per_device "
+                f"{images_per_device}"
+            )
+        self.images_per_device = images_per_device
         self.scale = pick_scale(cfg.SCALES, 0) if scale is None else tuple(scale)
         self.data_name = ["data", "im_info"] if has_rpn else ["data", "rois"]
         self.label_name = []
@@ -503,12 +515,19 @@ class TestLoader(BatchLoader):
             "roidb_index": np.array(real, dtype=np.int64),
             "im_info": im_info[: len(real)],
             "scales": [float(r["im_info"][2]) for r in records[: len(real)]],
+            "image_sizes": np.array(
+                [[int(r["height"]), int(r["width"])] for r in records[: len(real)]]
+            ),
         }
         if self.has_rpn:
             second = im_info
         else:
-            rois = [np.hstack([np.zeros((len(r["boxes"]), 1), np.float32), r["boxes"]])
-                    for r in records]  # fmt: skip
+            # column 0: the image's batch index within its device's slice of the batch
+            rois = [
+                np.hstack([np.full((len(r["boxes"]), 1), i % self.images_per_device, np.float32),
+                           r["boxes"]])
+                for i, r in enumerate(records)
+            ]  # fmt: skip
             extra["num_rois"] = [len(r) for r in rois[: len(real)]]
             second = tensor_vstack([r[np.newaxis] for r in rois]).astype(np.float32)
         return LoadedBatch(
@@ -654,22 +673,21 @@ class AnchorLoader(PerDeviceShapes, BatchLoader):
 
     # ------------------------------------------------------------------------ shape queries
 
-    def max_data_shape(self, batch_images: int | None = None, max_gt: int = 100) -> list:
-        """The original's max data shapes for pre-binding: (name, shape) per data name.
+    def max_data_shape(self, max_gt: int = MAX_GT) -> list:
+        """The largest data shapes of this loader's batches, for pre-binding the module.
 
-        ``data`` is ``(batch_images, 3, max short side, max long side)`` over ``SCALES``
-        (rounded up to ``IMAGE_STRIDE``), ``im_info`` ``(batch_images, 3)``, ``gt_boxes``
-        ``(batch_images, max_gt, 5)``; ``batch_images`` defaults to the per-device count. As in
-        the original, vertical images exceed this shape and make the module re-bind.
+        The whole batch (``batch_size`` images, all devices: the executor group splits it) at
+        the largest of ``SCALES`` rounded up to ``IMAGE_STRIDE``
+        (:func:`lib.core.shapes.max_input_shapes`), ``gt_boxes`` with ``max_gt`` rows.
         """
-        b = self.batch_size // len(self.ctx) if batch_images is None else batch_images
-        stride = self.cfg.network.IMAGE_STRIDE
-        h = max(int(s[0]) for s in self.cfg.SCALES)
-        w = max(int(s[1]) for s in self.cfg.SCALES)
-        if stride:
-            h, w = -(-h // stride) * stride, -(-w // stride) * stride
-        shapes = {"data": (b, 3, h, w), "im_info": (b, 3), "gt_boxes": (b, max_gt, 5)}
-        return [(k, shapes[k]) for k in self.data_name]
+        return max_input_shapes(
+            self.cfg,
+            self.cfg.SCALES,
+            images_per_device=self.batch_size // len(self.ctx),
+            num_devices=len(self.ctx),
+            names=self.data_name,
+            max_gt=max_gt,
+        )
 
     def infer_shape(
         self,

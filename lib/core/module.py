@@ -552,6 +552,7 @@ class MutableModule(mx.mod.BaseModule):
         resume_prefix: str | None = None,
         loss_output_names: Sequence[str] = (),
         check_finite: bool = True,
+        epoch_begin_callback=None,
     ) -> None:
         """Trains epochs ``begin_epoch .. num_epoch-1`` (MXNet's ``fit`` arguments, plus:).
 
@@ -562,6 +563,8 @@ class MutableModule(mx.mod.BaseModule):
             loss_output_names: outputs (``list_outputs()`` names) that must stay finite.
             check_finite: check metric values, ``loss_output_names`` and (at epoch ends) the
                 params; raise :class:`NonFiniteLossError` on NaN/inf.
+            epoch_begin_callback: ``callback(epoch)`` (or a list) called before each epoch's
+                first batch, e.g. to re-seed random generators per epoch.
 
         The update of each batch is applied after its metrics have been checked, so on
         :class:`NonFiniteLossError` the in-memory params are those of the previous iteration.
@@ -601,6 +604,8 @@ class MutableModule(mx.mod.BaseModule):
         loss_indices = [self.output_names.index(n) for n in loss_output_names]
 
         for epoch in range(begin_epoch, num_epoch):
+            for callback in _as_list(epoch_begin_callback):
+                callback(epoch)
             tic = time.time()
             eval_metric.reset()
             for nbatch, data_batch in enumerate(train_data):

@@ -35,6 +35,7 @@ import mxnet as mx
 import numpy as np
 
 from lib.core.loader import BatchJob, BatchLoader, LoadedBatch, PerDeviceShapes, Shape
+from lib.core.shapes import max_input_shapes
 from lib.utils.image import (
     IGNORE_LABEL,
     Scale,
@@ -158,18 +159,21 @@ class TrainDataLoader(PerDeviceShapes, BatchLoader):
     ) -> tuple[list, list]:
         """(max data shapes, label shapes): the label is ``(B, 1, H, W)`` of ``data``.
 
-        ``max_data_shape`` defaults to one device's crop (with ``ENABLE_CROP``) or
-        ``(max short side, max long side)`` over ``SCALES``.
+        ``max_data_shape`` defaults to the whole batch (all devices) at the crop size (with
+        ``ENABLE_CROP``) or at the largest of ``SCALES``
+        (:func:`lib.core.shapes.max_input_shapes`).
         """
         del max_label_shape
         if max_data_shape is None:
-            b = self.batch_size // len(self.ctx)
-            if self.enable_crop:
-                h, w = self.crop_height, self.crop_width
-            else:
-                h = max(int(s[0]) for s in self.cfg.SCALES)
-                w = max(int(s[1]) for s in self.cfg.SCALES)
-            max_data_shape = [("data", (b, 3, h, w))]
+            crop = (self.crop_height, self.crop_width) if self.enable_crop else None
+            max_data_shape = max_input_shapes(
+                self.cfg,
+                self.cfg.SCALES,
+                images_per_device=self.batch_size // len(self.ctx),
+                num_devices=len(self.ctx),
+                names=self.data_name,
+                image_size=crop,
+            )
         n, _, h, w = dict(max_data_shape)["data"]
         return list(max_data_shape), [("label", (n, 1, h, w))]
 

@@ -1,28 +1,45 @@
-"""Detection inference and evaluation shared by the detectors (R-FCN, Faster R-CNN, FPN).
+"""The testing pipeline shared by every architecture: :func:`test_net`, and detection inference.
 
-:class:`Predictor` runs a test symbol bound in a :class:`~lib.core.module.MutableModule` (one
-bound module per input shape). :func:`im_detect` turns one batch of network outputs into
-per-image class scores and decoded boxes, in original-image pixels. :func:`pred_eval` runs a
-whole test set: per class, the boxes scoring above ``thresh`` go through NMS (``TEST.NMS``, or
-any ``dets -> keep`` / ``dets -> rescored dets`` function, e.g. soft-NMS), then the best
-``max_per_image`` detections over all classes are kept; the detections are pickled to
-``<output_dir>/<imdb.name>_detections.pkl`` and scored by the dataset's own metric
-(``imdb.evaluate_detections``: COCO AP through pycocotools, VOC mAP), which is logged.
+:func:`test_net` loads a trained checkpoint of a network object (:mod:`lib.core.network`),
+binds its test symbol in a :class:`Predictor` at the largest input shapes
+(:func:`lib.core.shapes.max_input_shapes`) over ``len(ctx)`` devices with
+``TEST.BATCH_IMAGES`` images each, and runs the dataset ``dataset.test_image_set``:
+:func:`pred_eval` for detectors, :func:`lib.core.seg_tester.segment_dataset` for segmentation.
 
-The test symbol's outputs are found by name: ``rois_output`` (R, 5) ``(batch, x1, y1, x2, y2)``
-(or the ``rois`` input when the symbol reads precomputed proposals), ``cls_prob_reshape_output``
-(1, R, C) and ``bbox_pred_reshape_output`` (1, R, 4 * R_cls) holding de-normalised deltas (the
-checkpoint's ``*_test`` weights, loaded with ``load_param(..., process=True)``); R_cls = 2 for
-class-agnostic regression (coordinates of class 1 are used for every class).
+Detection (:func:`pred_eval`):
+
+* :func:`im_detect` turns one batch of network outputs into per-image class scores and decoded
+  boxes, in original-image pixels (RoIs moved by the predicted deltas, clipped to the network
+  input, divided by the image's scale);
+* every image is run at every test scale (``TEST_SCALES``; empty: ``SCALES[0]``); per class,
+  the boxes of all scales scoring above ``thresh`` are merged and suppressed once, by NMS
+  (``TEST.NMS``) or soft-NMS (``TEST.USE_SOFTNMS``: ``SOFTNMS_METHOD`` gaussian / linear,
+  ``SOFTNMS_THRESH``) (:func:`build_nms`); then the best ``TEST.max_per_image`` detections over
+  all classes are kept;
+* the detections are pickled to ``<output_dir>/<imdb.name>_detections.pkl`` together with a
+  key naming what produced them (the checkpoint's path and content digest, the images and
+  their files, the test settings). A later run reuses them only when its key is equal, and
+  logs which it did; ``ignore_cache`` always recomputes;
+* they are scored by the dataset's own metric (``imdb.evaluate_detections``: COCO AP through
+  pycocotools, VOC mAP), which is logged.
+
+The test symbol's outputs are found by name: ``rois_output`` (B * R, 5) ``(batch index, x1, y1,
+x2, y2)`` (or the ``rois`` input with ``TEST.HAS_RPN`` off: the roidb's proposals),
+``cls_prob_reshape_output`` (B, R, C) and ``bbox_pred_reshape_output`` (B, R, 4 * R_cls) holding
+de-normalised deltas (the checkpoint's ``*_test`` weights, loaded with ``load_param(...,
+process=True)``); R_cls = 2 for class-agnostic regression (coordinates of class 1 are used for
+every class).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import pickle
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import mxnet as mx
@@ -30,16 +47,30 @@ import numpy as np
 from tqdm import tqdm
 
 from lib.bbox.bbox_transform import bbox_pred, clip_boxes
+from lib.config import dump_config
+from lib.core.checkpoint import load_param, params_path
+from lib.core.initializer import check_parameter_shapes, infer_param_shapes
+from lib.core.loader import TestLoader
 from lib.core.module import MutableModule
-from lib.nms.nms import py_nms_wrapper
+from lib.core.shapes import max_input_shapes
+from lib.dataset.load_data import get_imdb
+from lib.dataset.proposals import load_proposal_roidb
+from lib.nms.nms import py_nms_wrapper, soft_nms
+from lib.utils.logger import create_logger, experiment_output_path
 
 __all__ = [
     "Detections",
     "Predictor",
+    "build_nms",
+    "class_candidates",
+    "detection_cache_key",
     "detections_path",
     "im_detect",
     "pred_eval",
     "select_detections",
+    "suppress",
+    "test_net",
+    "test_scales",
 ]
 
 logger = logging.getLogger(__name__)
@@ -49,6 +80,9 @@ NmsFn = Callable[[np.ndarray], Any]
 #: ``all_boxes[cls][image]`` = (N, 5) float32 ``[x1, y1, x2, y2, score]``
 Detections = list[list[np.ndarray]]
 
+#: Bump when the cached detections' layout or key changes.
+CACHE_VERSION = 2
+
 
 class Predictor:
     """A bound test symbol: ``predict(batch)`` returns one ``{output name: NDArray}`` per device.
@@ -56,8 +90,9 @@ class Predictor:
     Args:
         symbol: the test symbol.
         data_names: its inputs (e.g. ``['data', 'im_info']``).
-        label_names: label inputs, usually none.
-        context: one context or a list (one image per device).
+        label_names: label inputs, usually none (DeepLab's test symbol has ``softmax_label``,
+            whose shape follows from ``data``).
+        context: one context or a list (the batch is split over them along axis 0).
         max_data_shapes: ``[(name, shape)]`` of the largest batch, bound first.
         provide_data, provide_label: the first batch's descriptors.
         arg_params, aux_params: the parameters (all must be present).
@@ -103,6 +138,9 @@ class Predictor:
         ]
 
 
+# ------------------------------------------------------------------------------ one batch
+
+
 def _image_infos(data_batch: mx.io.DataBatch, data_names: Sequence[str]) -> np.ndarray:
     """(n, 3) ``[height, width, scale]`` of the batch's real images."""
     im_info = getattr(data_batch, "im_info", None)
@@ -117,32 +155,106 @@ def im_detect(
     data_batch: mx.io.DataBatch,
     data_names: Sequence[str],
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Scores and boxes of every real image of a batch (one image per device).
+    """Scores and boxes of every real image of a batch.
+
+    The batch holds B images per device (B = the first axis of ``cls_prob_reshape_output``):
+    image i of the batch is image ``i % B`` of device ``i // B``.
 
     Returns:
-        Per image ``(scores (R, C), boxes (R, 4 * R_cls))``: boxes are the RoIs moved by the
-        predicted deltas, clipped to the network input (``im_info[:2]``) and divided by the
-        image's scale, i.e. in pixels of the original image.
+        Per real image ``(scores (R, C), boxes (R, 4 * R_cls))``: boxes are the RoIs moved by
+        the predicted deltas, clipped to the network input (``im_info[:2]``, as the original),
+        divided by the image's scale, i.e. in pixels of the original image, and clipped to the
+        original image when the batch carries ``image_sizes`` (a stride-padded input extends
+        beyond the image).
     """
     outputs = predictor.predict(data_batch)
     im_infos = _image_infos(data_batch, data_names)
     has_rois_input = "rois" in data_names and "rois_output" not in outputs[0]
+    per_device = outputs[0]["cls_prob_reshape_output"].shape[0]
+    num_rois = getattr(data_batch, "num_rois", None)
+    image_sizes = getattr(data_batch, "image_sizes", None)
     results = []
     for i, im_info in enumerate(im_infos):
-        out = outputs[i]
+        out, j = outputs[i // per_device], i % per_device
+        scores = out["cls_prob_reshape_output"][j].asnumpy()
+        deltas = out["bbox_pred_reshape_output"][j].asnumpy()
         if has_rois_input:
             rois = data_batch.data[list(data_names).index("rois")][i].asnumpy()
-            num_rois = getattr(data_batch, "num_rois", None)
             rois = rois[: num_rois[i]] if num_rois is not None else rois
-            rois = rois[:, 1:]
         else:
-            rois = out["rois_output"].asnumpy()[:, 1:]
-        scores = out["cls_prob_reshape_output"].asnumpy()[0][: rois.shape[0]]
-        deltas = out["bbox_pred_reshape_output"].asnumpy()[0][: rois.shape[0]]
+            rois = out["rois_output"].asnumpy().reshape(per_device, -1, 5)[j]
+        rois = rois[:, 1:]
+        scores, deltas = scores[: rois.shape[0]], deltas[: rois.shape[0]]
         boxes = bbox_pred(rois.astype(np.float64), deltas.astype(np.float64))
         boxes = clip_boxes(boxes, im_info[:2]) / im_info[2]
+        if image_sizes is not None:  # the input may be padded (IMAGE_STRIDE) beyond the image
+            boxes = clip_boxes(boxes, image_sizes[i])
         results.append((scores, boxes))
     return results
+
+
+# --------------------------------------------------------------------------- suppression
+
+
+def build_nms(test_cfg: Any, max_per_image: int | None = None) -> NmsFn:
+    """The per-class suppression of ``TEST``: NMS at ``NMS``, or soft-NMS.
+
+    Soft-NMS (``USE_SOFTNMS``) rescores instead of dropping: ``SOFTNMS_METHOD`` 'gaussian'
+    (``s * exp(-iou^2 / SOFTNMS_THRESH)``, the original FPN's) or 'linear' (``s * (1 - iou)``
+    above ``SOFTNMS_THRESH``), keeping at most ``max_per_image`` boxes per class.
+    """
+    if test_cfg.USE_SOFTNMS:
+        thresh, method = float(test_cfg.SOFTNMS_THRESH), str(test_cfg.SOFTNMS_METHOD)
+        max_dets = -1 if max_per_image is None or max_per_image <= 0 else int(max_per_image)
+
+        def _soft(dets: np.ndarray) -> np.ndarray:
+            return soft_nms(dets, thresh, max_dets, method=method)
+
+        return _soft
+    return py_nms_wrapper(float(test_cfg.NMS))
+
+
+def class_candidates(
+    scores: np.ndarray,
+    boxes: np.ndarray,
+    num_classes: int,
+    class_agnostic: bool,
+    thresh: float,
+) -> list[np.ndarray]:
+    """Per class, the boxes scoring above ``thresh``: ``num_classes`` arrays (N_j, 5) float32
+    ``[x1, y1, x2, y2, score]`` (index 0, background, is empty)."""
+    per_class = [np.zeros((0, 5), dtype=np.float32)]
+    for j in range(1, num_classes):
+        inds = np.where(scores[:, j] > thresh)[0]
+        col = 4 if class_agnostic else 4 * j
+        dets = np.hstack((boxes[inds, col : col + 4], scores[inds, j : j + 1]))
+        per_class.append(dets.astype(np.float32))
+    return per_class
+
+
+def suppress(per_class: Sequence[np.ndarray], nms: NmsFn, max_per_image: int) -> list[np.ndarray]:
+    """Per-class suppression, then the ``max_per_image`` best detections over all classes.
+
+    Args:
+        per_class: candidates per class (:func:`class_candidates`, possibly of several scales).
+        nms: ``dets -> kept indices``, or ``dets -> rescored dets`` (soft-NMS).
+        max_per_image: <= 0 keeps everything.
+    """
+    out = [np.zeros((0, 5), dtype=np.float32)]
+    for dets in per_class[1:]:
+        if dets.shape[0]:
+            kept = np.asarray(nms(dets))
+            if kept.ndim == 2:  # soft-NMS returns the rescored detections themselves
+                dets = kept.astype(np.float32).reshape(-1, 5)
+            else:
+                dets = dets[kept.astype(np.int64)]
+        out.append(dets.astype(np.float32))
+    if max_per_image > 0:
+        all_scores = np.concatenate([d[:, -1] for d in out[1:]])
+        if all_scores.size > max_per_image:
+            thresh_score = np.sort(all_scores)[-max_per_image]
+            out = [d[d[:, -1] >= thresh_score] for d in out]
+    return out
 
 
 def select_detections(
@@ -154,41 +266,61 @@ def select_detections(
     nms: NmsFn,
     max_per_image: int,
 ) -> list[np.ndarray]:
-    """Per-class thresholding and NMS, then the ``max_per_image`` best over all classes.
-
-    Args:
-        scores: (R, C) class probabilities (column 0: background).
-        boxes: (R, 4 * R_cls) decoded boxes.
-        nms: ``dets -> kept indices``, or ``dets -> rescored dets`` (soft-NMS).
-        max_per_image: <= 0 keeps everything.
+    """The detections of one image at one scale: :func:`class_candidates` then :func:`suppress`.
 
     Returns:
         ``num_classes`` arrays (N_j, 5) float32 ``[x1, y1, x2, y2, score]``; index 0 is empty.
     """
-    dets_per_class = [np.zeros((0, 5), dtype=np.float32)]
-    for j in range(1, num_classes):
-        inds = np.where(scores[:, j] > thresh)[0]
-        col = 4 if class_agnostic else 4 * j
-        dets = np.hstack((boxes[inds, col : col + 4], scores[inds, j : j + 1])).astype(np.float32)
-        if dets.shape[0]:
-            kept = nms(dets)
-            kept = np.asarray(kept)
-            if kept.ndim == 2:  # soft-NMS returns the rescored detections themselves
-                dets = kept.astype(np.float32).reshape(-1, 5)
-            else:
-                dets = dets[kept.astype(np.int64)]
-        dets_per_class.append(dets)
-    if max_per_image > 0:
-        all_scores = np.concatenate([d[:, -1] for d in dets_per_class[1:]])
-        if all_scores.size > max_per_image:
-            thresh_score = np.sort(all_scores)[-max_per_image]
-            dets_per_class = [d[d[:, -1] >= thresh_score] for d in dets_per_class]
-    return dets_per_class
+    candidates = class_candidates(scores, boxes, num_classes, class_agnostic, thresh)
+    return suppress(candidates, nms, max_per_image)
+
+
+# ------------------------------------------------------------------------- the whole set
 
 
 def detections_path(output_dir: str, imdb: Any) -> str:
     """Where :func:`pred_eval` caches detections: ``<output_dir>/<imdb.name>_detections.pkl``."""
     return os.path.join(output_dir, f"{imdb.name}_detections.pkl")
+
+
+def test_scales(cfg: Any) -> list[tuple[int, int]]:
+    """The test scales: ``TEST_SCALES``, or ``[SCALES[0]]`` when it is empty."""
+    scales = cfg.TEST_SCALES or cfg.SCALES[:1]
+    return [(int(s[0]), int(s[1])) for s in scales]
+
+
+test_scales.__test__ = False  # not a pytest test when imported into a test module
+
+
+def _read_cache(det_file: str, cache_key: Mapping | None) -> Detections | None:
+    if cache_key is None or not os.path.isfile(det_file):
+        return None
+    try:
+        with open(det_file, "rb") as f:
+            blob = pickle.load(f)
+    except Exception as err:  # truncated or foreign pickle: recompute
+        logger.warning("ignoring unreadable cached detections %s (%s)", det_file, err)
+        return None
+    saved = blob.get("key") if isinstance(blob, dict) else None
+    if not isinstance(saved, dict):
+        logger.info("cached detections %s carry no key (older format): recomputing", det_file)
+        return None
+    changed = [k for k in sorted(set(saved) | set(cache_key)) if saved.get(k) != cache_key.get(k)]
+    if changed:
+        logger.info(
+            "cached detections %s were made with another %s: recomputing",
+            det_file,
+            " / ".join(changed),
+        )
+        return None
+    logger.info(
+        "using cached detections %s: same checkpoint (%s, sha1 %s), images and test settings "
+        "(--ignore_cache recomputes)",
+        det_file,
+        cache_key["checkpoint"]["path"],
+        cache_key["checkpoint"]["sha1"][:12],
+    )
+    return blob["all_boxes"]
 
 
 def pred_eval(
@@ -198,7 +330,8 @@ def pred_eval(
     cfg: Any,
     output_dir: str,
     thresh: float = 1e-3,
-    ignore_cache: bool = True,
+    ignore_cache: bool = False,
+    cache_key: Mapping | None = None,
     nms: NmsFn | None = None,
     max_per_image: int | None = None,
     evaluate: bool = True,
@@ -207,40 +340,37 @@ def pred_eval(
 
     Args:
         predictor: the bound test network.
-        test_data: a :class:`~lib.core.loader.TestLoader` over ``imdb``'s roidb (batches carry
-            ``roidb_index``, ``im_info``).
+        test_data: a :class:`~lib.core.loader.TestLoader` over ``imdb``'s roidb, or one per test
+            scale (all in the same image order): their detections are merged per class before
+            the suppression.
         imdb: the dataset (``num_classes``, ``num_images``, ``name``, ``evaluate_detections``).
-        cfg: config (``CLASS_AGNOSTIC``, ``TEST.NMS``, ``TEST.max_per_image``).
+        cfg: config (``CLASS_AGNOSTIC``, ``TEST``).
         output_dir: where the detections pickle and the dataset's result files go.
         thresh: minimum class score of a detection (the original's 1e-3).
-        ignore_cache: recompute even if the detections pickle exists.
-        nms: per-class suppression; default ``py_nms_wrapper(cfg.TEST.NMS)``.
+        ignore_cache: recompute even if the cached detections match ``cache_key``.
+        cache_key: what produced the detections (:func:`detection_cache_key`); cached
+            detections are reused only under an equal key (None: never reused).
+        nms: per-class suppression; default :func:`build_nms`.
         max_per_image: default ``cfg.TEST.max_per_image``.
         evaluate: run ``imdb.evaluate_detections`` (else only cache the detections).
 
     Returns:
         The dataset's metrics (e.g. COCO ``{'AP': .., 'AP50': .., ...}``, VOC ``{'mAP@0.5': ..}``)
-        plus ``'detections_file'``.
+        plus ``'detections_file'`` and ``'cached'`` (whether the cache was used).
     """
     os.makedirs(output_dir, exist_ok=True)
     det_file = detections_path(output_dir, imdb)
-    if not ignore_cache and os.path.isfile(det_file):
-        with open(det_file, "rb") as f:
-            all_boxes = pickle.load(f)
-        logger.info("loaded cached detections from %s", det_file)
-    else:
-        all_boxes = _detect_all(
-            predictor,
-            test_data,
-            imdb,
-            cfg,
-            thresh,
-            nms if nms is not None else py_nms_wrapper(cfg.TEST.NMS),
-            cfg.TEST.max_per_image if max_per_image is None else max_per_image,
-        )
+    max_per_image = cfg.TEST.max_per_image if max_per_image is None else max_per_image
+    all_boxes = None if ignore_cache else _read_cache(det_file, cache_key)
+    cached = all_boxes is not None
+    if all_boxes is None:
+        loaders = list(test_data) if isinstance(test_data, (list, tuple)) else [test_data]
+        nms = build_nms(cfg.TEST, max_per_image) if nms is None else nms
+        all_boxes = _detect_all(predictor, loaders, imdb, cfg, thresh, nms, max_per_image)
         tmp = det_file + ".tmp"
         with open(tmp, "wb") as f:
-            pickle.dump(all_boxes, f, protocol=pickle.HIGHEST_PROTOCOL)
+            blob = {"key": dict(cache_key or {}), "all_boxes": all_boxes}
+            pickle.dump(blob, f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, det_file)
         logger.info("wrote detections to %s", det_file)
     results: dict[str, Any] = {}
@@ -250,12 +380,13 @@ def pred_eval(
             if isinstance(value, (int, float, np.floating)):
                 logger.info("%s %s: %.4f", imdb.name, key, value)
     results["detections_file"] = det_file
+    results["cached"] = cached
     return results
 
 
 def _detect_all(
     predictor: Predictor,
-    test_data: Any,
+    loaders: Sequence[Any],
     imdb: Any,
     cfg: Any,
     thresh: float,
@@ -263,34 +394,247 @@ def _detect_all(
     max_per_image: int,
 ) -> Detections:
     num_images, num_classes = imdb.num_images, imdb.num_classes
-    if getattr(test_data, "size", num_images) != num_images:
-        raise ValueError(
-            f"the test loader has {test_data.size} images, the dataset {imdb.name} {num_images}"
-        )
+    for loader in loaders:
+        if getattr(loader, "size", num_images) != num_images:
+            raise ValueError(
+                f"the test loader has {loader.size} images, the dataset {imdb.name} {num_images}"
+            )
     all_boxes: Detections = [
         [np.zeros((0, 5), dtype=np.float32) for _ in range(num_images)] for _ in range(num_classes)
     ]
-    data_names = [d[0] for d in test_data.provide_data]
+    data_names = [d[0] for d in loaders[0].provide_data]
     t_net = t_post = 0.0
-    progress = tqdm(total=num_images, desc=f"detect {imdb.name}", unit="im", disable=None)
-    for batch in test_data:
+    desc = f"detect {imdb.name}" + (f" at {len(loaders)} scales" if len(loaders) > 1 else "")
+    progress = tqdm(total=num_images, desc=desc, unit="im", disable=None)
+    for batches in zip(*loaders):
+        per_scale = []
+        for batch in batches:
+            tic = time.time()
+            per_scale.append(im_detect(predictor, batch, data_names))
+            t_net += time.time() - tic
         tic = time.time()
-        per_image = im_detect(predictor, batch, data_names)
-        t_net += time.time() - tic
-        tic = time.time()
-        for index, (scores, boxes) in zip(batch.roidb_index, per_image):
-            dets = select_detections(
-                scores, boxes, num_classes, cfg.CLASS_AGNOSTIC, thresh, nms, max_per_image
-            )
+        indices = batches[0].roidb_index
+        for b in batches[1:]:
+            if not np.array_equal(b.roidb_index, indices):
+                raise RuntimeError("the test loaders of the scales visit the images in other orders")
+        for i, index in enumerate(indices):
+            candidates = [
+                class_candidates(scores, boxes, num_classes, cfg.CLASS_AGNOSTIC, thresh)
+                for scores, boxes in (dets[i] for dets in per_scale)
+            ]
+            merged = [np.concatenate([c[j] for c in candidates]) for j in range(num_classes)]
+            dets = suppress(merged, nms, max_per_image)
             for j in range(num_classes):
                 all_boxes[j][int(index)] = dets[j]
         t_post += time.time() - tic
-        progress.update(len(per_image))
+        progress.update(len(indices))
     progress.close()
     logger.info(
-        "detected %d images: net %.3fs/im, post-processing %.3fs/im",
+        "detected %d images at %d scale(s): net %.3fs/im, post-processing %.3fs/im",
         num_images,
+        len(loaders),
         t_net / max(num_images, 1),
         t_post / max(num_images, 1),
     )
     return all_boxes
+
+
+# --------------------------------------------------------------------------- cache keys
+
+
+def _sha1_file(path: str, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _records_digest(roidb: Sequence[Mapping[str, Any]]) -> str:
+    """A digest of the test images: paths, file sizes and times, flips, sizes and boxes."""
+    digest = hashlib.sha1()
+    for rec in roidb:
+        path = rec["image"]
+        try:
+            st = os.stat(path)
+            stamp = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            stamp = None  # the loader reports it
+        head = (path, stamp, bool(rec.get("flipped", False)), rec.get("height"), rec.get("width"))
+        digest.update(repr(head).encode())
+        if "boxes" in rec:
+            digest.update(np.ascontiguousarray(rec["boxes"], dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+def detection_cache_key(
+    cfg: Any, checkpoint_file: str, roidb: Sequence[Mapping[str, Any]], thresh: float
+) -> dict[str, Any]:
+    """What produces a set of detections: the checkpoint (path and content digest), the images
+    (their records and files) and the settings that change detections (network, test config,
+    scales, classes, score threshold)."""
+    settings = {
+        "symbol": cfg.symbol,
+        "CLASS_AGNOSTIC": cfg.CLASS_AGNOSTIC,
+        "test_scales": test_scales(cfg),
+        "network": cfg.network,
+        "TEST": {k: v for k, v in cfg.TEST.items() if k != "test_epoch"},
+        "NUM_CLASSES": cfg.dataset.NUM_CLASSES,
+        "proposal": cfg.dataset.proposal,
+        "thresh": float(thresh),
+    }
+    settings_text = dump_config(settings)
+    return {
+        "version": CACHE_VERSION,
+        "checkpoint": {
+            "path": os.path.abspath(checkpoint_file),
+            "sha1": _sha1_file(checkpoint_file),
+        },
+        "images": {"count": len(roidb), "sha1": _records_digest(roidb)},
+        "test settings": hashlib.sha1(settings_text.encode()).hexdigest(),
+    }
+
+
+# ------------------------------------------------------------------------------ test_net
+
+
+def _test_inputs(sym: mx.sym.Symbol) -> tuple[list[str], list[str]]:
+    args = set(sym.list_arguments())
+    data_names = [n for n in ("data", "im_info", "rois") if n in args]
+    label_names = [n for n in sym.list_arguments() if n.endswith("_label")]
+    return data_names, label_names
+
+
+def test_net(
+    cfg: Any,
+    net: Any,
+    cfg_path: str,
+    ctx: Sequence[mx.Context] | None = None,
+    epoch: int | None = None,
+    prefix: str | None = None,
+    thresh: float = 1e-3,
+    ignore_cache: bool = False,
+    vis: bool = False,
+    shuffle: bool = False,
+    num_workers: int = 2,
+) -> dict[str, Any]:
+    """Tests a trained checkpoint of ``net`` on ``dataset.test_image_set`` and evaluates it.
+
+    Args:
+        cfg: the loaded config.
+        net: the network object of ``cfg.symbol``.
+        cfg_path: the yaml it came from (names the output directories).
+        ctx: devices; default from ``cfg.gpus`` / ``cfg.cpu_contexts``.
+        epoch: checkpoint epoch; default ``cfg.TEST.test_epoch``.
+        prefix: checkpoint prefix; default the training output's
+            ``<output_path>/<cfg name>/<train image_set>/<model_prefix>``.
+        thresh: minimum detection score.
+        ignore_cache: recompute detections even if the cached ones match.
+        vis: segmentation: also write colour PNGs of the predictions.
+        shuffle: visit the test images in a random order.
+        num_workers: loader threads.
+
+    Returns:
+        The dataset's metrics (COCO: ``AP``, ``AP50``, ...; VOC: ``mAP@0.5``, ...;
+        segmentation: ``meanIU``, ...) and the results file.
+    """
+    from lib.core.trainer import checkpoint_prefix, get_context  # the trainer imports us
+
+    _, output_dir = create_logger(cfg.output_path, cfg_path, cfg.dataset.test_image_set, cfg)
+    prefix = checkpoint_prefix(cfg, cfg_path) if prefix is None else prefix
+    epoch = cfg.TEST.test_epoch if epoch is None else epoch
+    ckpt = params_path(prefix, epoch)
+    if not os.path.isfile(ckpt):
+        train_dir = experiment_output_path(cfg.output_path, cfg_path, cfg.dataset.image_set)
+        raise FileNotFoundError(
+            f"checkpoint {ckpt} does not exist (TEST.test_epoch={epoch}, training output "
+            f"{train_dir}): train first, or pick an existing epoch with --epoch / "
+            "--set TEST.test_epoch=N"
+        )
+    ctx = get_context(cfg) if ctx is None else list(ctx)
+    task = net.task
+    sym = net(cfg, is_train=False)
+    imdb = get_imdb(
+        cfg.dataset.dataset,
+        cfg.dataset.test_image_set,
+        cfg.dataset.root_path,
+        cfg.dataset.dataset_path,
+        result_path=output_dir,
+        task=task,
+    )
+    batch_images = cfg.TEST.BATCH_IMAGES
+    batch_size = batch_images * len(ctx)
+    if task == "segmentation":
+        from lib.core.seg_loader import TestDataLoader
+        from lib.core.seg_tester import segment_dataset
+
+        records = imdb.gt_segdb()
+        scales = cfg.SCALES[:1]
+        loaders = [TestDataLoader(records, cfg, batch_size=batch_size, shuffle=shuffle,
+                                  num_workers=num_workers)]  # fmt: skip
+    else:
+        has_rpn = bool(cfg.TEST.HAS_RPN)
+        if has_rpn:
+            records = imdb.gt_roidb()
+        else:
+            records = load_proposal_roidb(imdb, cfg.dataset.proposal, cfg.dataset.root_path)
+        scales = test_scales(cfg)
+        seed = int(np.random.randint(0, 2**31 - 1))  # the same order at every scale
+        loaders = [
+            TestLoader(records, cfg, batch_size=batch_size, shuffle=shuffle, has_rpn=has_rpn,
+                       scale=scale, seed=seed, num_workers=num_workers,
+                       images_per_device=batch_images)  # fmt: skip
+            for scale in scales
+        ]
+    try:
+        data_names, label_names = _test_inputs(sym)
+        max_shapes = max_input_shapes(cfg, scales, batch_images, len(ctx), names=data_names)
+        arg_params, aux_params = load_param(prefix, epoch, process=True)
+        logger.info(
+            "testing %s on %s (%d images, %d scale(s), %d device(s) x %d image(s))",
+            ckpt, imdb.name, len(records), len(scales), len(ctx), batch_images,
+        )  # fmt: skip
+        shapes = dict(max_shapes)
+        for desc in loaders[0].provide_data:
+            shapes.setdefault(desc[0], tuple(desc[1]))
+        # Label inputs of a test symbol (DeepLab's softmax_label) follow from the data shapes.
+        first = {d[0]: tuple(d[1]) for d in loaders[0].provide_data}
+        inferred = dict(zip(sym.list_arguments(), sym.infer_shape_partial(**first)[0]))
+        provide_label = [(n, inferred[n]) for n in label_names]
+        all_inferred = dict(zip(sym.list_arguments(), sym.infer_shape_partial(**shapes)[0]))
+        shapes.update({n: all_inferred[n] for n in label_names})
+        arg_shapes, aux_shapes = infer_param_shapes(sym, shapes)
+        check_parameter_shapes(arg_shapes, aux_shapes, arg_params, aux_params)
+        arg_params = {k: v for k, v in arg_params.items() if k in arg_shapes}
+        aux_params = {k: v for k, v in aux_params.items() if k in aux_shapes}
+        predictor = Predictor(
+            sym,
+            data_names,
+            label_names or None,
+            context=ctx,
+            max_data_shapes=max_shapes,
+            provide_data=loaders[0].provide_data,
+            provide_label=provide_label,
+            arg_params=arg_params,
+            aux_params=aux_params,
+        )
+        if task == "segmentation":
+            results = segment_dataset(predictor, loaders[0], imdb, cfg, output_dir, vis=vis)
+        else:
+            key = detection_cache_key(cfg, ckpt, records, thresh)
+            results = pred_eval(predictor, loaders, imdb, cfg, output_dir, thresh=thresh,
+                                ignore_cache=ignore_cache, cache_key=key)  # fmt: skip
+    finally:
+        for loader in loaders:
+            loader.close()
+    logger.info("results of %s on %s: %s", ckpt, imdb.name, _summary(results))
+    return results
+
+
+test_net.__test__ = False  # a library function, not a pytest test
+
+
+def _summary(results: Mapping[str, Any]) -> str:
+    shown = {k: round(float(v), 4) for k, v in results.items()
+             if isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)}  # fmt: skip
+    return json.dumps(shown)

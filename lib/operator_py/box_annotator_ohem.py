@@ -6,8 +6,10 @@ softmax cross-entropy of its label plus its weighted smooth-L1 (sigma 1) box los
 label -1 (ignored by ``SoftmaxOutput(use_ignore=True, ignore_label=-1)``) and box weight 0.
 
 Inputs: ``cls_score`` (R, num_classes) logits, ``bbox_pred`` (R, 4 * num_reg_classes),
-``labels`` (R,), ``bbox_targets`` and ``bbox_weights`` (R, 4 * num_reg_classes). One image per
-device, as the original: the top ``roi_per_img`` are taken over all R rows.
+``labels`` (R,), ``bbox_targets`` and ``bbox_weights`` (R, 4 * num_reg_classes), for the
+``batch_images`` images of one device, image after image (R / batch_images rows each, the
+layout of ``proposal_target``'s outputs). The top ``roi_per_img`` are taken per image (the
+original had one image per device).
 
 Outputs: ``labels_ohem`` (R,), ``bbox_weights_ohem`` (R, 4 * num_reg_classes).
 
@@ -70,18 +72,24 @@ def ohem_select(
 class BoxAnnotatorOHEMOperator(mx.operator.CustomOp):
     """Forward: :func:`per_roi_loss` then :func:`ohem_select`; backward: zero gradients."""
 
-    def __init__(self, num_classes: int, num_reg_classes: int, roi_per_img: int) -> None:
+    def __init__(
+        self, num_classes: int, num_reg_classes: int, roi_per_img: int, batch_images: int = 1
+    ) -> None:
         super().__init__()
         self._num_classes = num_classes
         self._num_reg_classes = num_reg_classes
         self._roi_per_img = roi_per_img
+        self._batch_images = batch_images
 
     def forward(self, is_train, req, in_data, out_data, aux):
         cls_score, bbox_pred, labels, bbox_targets, bbox_weights = (x.asnumpy() for x in in_data)
         loss = per_roi_loss(cls_score, bbox_pred, labels, bbox_targets, bbox_weights)
-        labels_ohem, weights_ohem = ohem_select(loss, labels, bbox_weights, self._roi_per_img)
-        self.assign(out_data[0], req[0], mx.nd.array(labels_ohem))
-        self.assign(out_data[1], req[1], mx.nd.array(weights_ohem))
+        per_image = np.array_split(np.arange(loss.shape[0]), self._batch_images)
+        labels_ohem, weights_ohem = zip(
+            *(ohem_select(loss[i], labels[i], bbox_weights[i], self._roi_per_img) for i in per_image)
+        )
+        self.assign(out_data[0], req[0], mx.nd.array(np.concatenate(labels_ohem)))
+        self.assign(out_data[1], req[1], mx.nd.array(np.concatenate(weights_ohem)))
 
     def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
         for i in range(len(in_grad)):
@@ -90,13 +98,19 @@ class BoxAnnotatorOHEMOperator(mx.operator.CustomOp):
 
 @mx.operator.register("BoxAnnotatorOHEM")
 class BoxAnnotatorOHEMProp(mx.operator.CustomOpProp):
-    """Attributes: ``num_classes``, ``num_reg_classes``, ``roi_per_img`` (as the original)."""
+    """Attributes: ``num_classes``, ``num_reg_classes``, ``roi_per_img`` (as the original) and
+    ``batch_images`` (images per device, default 1)."""
 
-    def __init__(self, num_classes: str, num_reg_classes: str, roi_per_img: str) -> None:
+    def __init__(
+        self, num_classes: str, num_reg_classes: str, roi_per_img: str, batch_images: str = "1"
+    ) -> None:
         super().__init__(need_top_grad=False)
         self._num_classes = int(num_classes)
         self._num_reg_classes = int(num_reg_classes)
         self._roi_per_img = int(roi_per_img)
+        self._batch_images = int(batch_images)
+        if self._batch_images < 1:
+            raise ValueError(f"BoxAnnotatorOHEM: batch_images must be >= 1, got {batch_images}")
 
     def list_arguments(self):
         return ["cls_score", "bbox_pred", "labels", "bbox_targets", "bbox_weights"]
@@ -115,10 +129,17 @@ class BoxAnnotatorOHEMProp(mx.operator.CustomOpProp):
         for name, (got, want) in expected.items():
             if all(d > 0 for d in got) and tuple(got) != want:
                 raise ValueError(f"BoxAnnotatorOHEM: {name} expected (R, {want[0]}), got {got}")
+        if labels_shape[0] % self._batch_images:
+            raise ValueError(
+                f"BoxAnnotatorOHEM: {labels_shape[0]} RoIs do not split over "
+                f"batch_images={self._batch_images} images"
+            )
         return in_shape, [labels_shape, weights_shape], []
 
     def create_operator(self, ctx, shapes, dtypes):
-        return BoxAnnotatorOHEMOperator(self._num_classes, self._num_reg_classes, self._roi_per_img)
+        return BoxAnnotatorOHEMOperator(
+            self._num_classes, self._num_reg_classes, self._roi_per_img, self._batch_images
+        )
 
     def declare_backward_dependency(self, out_grad, in_data, out_data):
         return []

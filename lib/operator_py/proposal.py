@@ -1,15 +1,16 @@
 """RPN proposals as a Python CustomOp (``op_type='proposal'``), from Faster R-CNN (Ren et al.).
 
-Inputs (one image per device, as the original):
+Inputs, for the B images of one device (the original took one):
 
-- ``cls_prob`` (1, 2A, H, W): RPN softmax; channels ``[0, A)`` are background, ``[A, 2A)``
+- ``cls_prob`` (B, 2A, H, W): RPN softmax; channels ``[0, A)`` are background, ``[A, 2A)``
   foreground, anchor ``a`` at channel ``A + a``.
-- ``bbox_pred`` (1, 4A, H, W): deltas ``(dx, dy, dw, dh)`` of anchor ``a`` at channels
+- ``bbox_pred`` (B, 4A, H, W): deltas ``(dx, dy, dw, dh)`` of anchor ``a`` at channels
   ``4a..4a+3``.
-- ``im_info`` (1, 3): ``(height, width, scale)`` of the (resized, unpadded) image.
+- ``im_info`` (B, 3): ``(height, width, scale)`` of each (resized, unpadded) image.
 
-Outputs: ``output`` (post_nms_top_n, 5) rois ``(batch index 0, x1, y1, x2, y2)`` and, with
-``output_score``, ``score`` (post_nms_top_n, 1).
+Outputs: ``output`` (B * post_nms_top_n, 5) rois ``(batch index b, x1, y1, x2, y2)``, image
+after image (rows ``[b * post_nms_top_n, (b + 1) * post_nms_top_n)`` belong to image b), and,
+with ``output_score``, ``score`` (B * post_nms_top_n, 1). Each image is processed on its own.
 
 Steps: anchors (py-faster-rcnn, base size = feat_stride) at every position of the feature map
 cropped to ``int(im_info[:2] / feat_stride)``; decode; clip to ``[0, W-1] x [0, H-1]``; drop
@@ -141,14 +142,6 @@ def generate_proposals(
     return rois, scores[keep].astype(np.float32)[:, None]
 
 
-def _check_batch(batch_size: int) -> None:
-    # 0 is an unknown dimension during shape inference
-    if batch_size not in (0, 1):
-        raise ValueError(
-            f"proposal: only one image per device is supported, got a batch of {batch_size}"
-        )
-
-
 class ProposalOperator(mx.operator.CustomOp):
     """Forward: :func:`generate_proposals`; backward: zero gradients."""
 
@@ -185,7 +178,6 @@ class ProposalOperator(mx.operator.CustomOp):
         return self._nms
 
     def forward(self, is_train, req, in_data, out_data, aux):
-        _check_batch(in_data[0].shape[0])
         num_anchors = self._anchors.shape[0]
         cls_prob = in_data[0].asnumpy()
         if cls_prob.shape[1] != 2 * num_anchors:
@@ -193,20 +185,26 @@ class ProposalOperator(mx.operator.CustomOp):
                 f"proposal: cls_prob has {cls_prob.shape[1]} channels, expected 2 * "
                 f"{num_anchors} anchors"
             )
-        rois, scores = generate_proposals(
-            fg_scores=cls_prob[0, num_anchors:],
-            bbox_deltas=in_data[1].asnumpy()[0],
-            im_info=in_data[2].asnumpy()[0],
-            anchors=self._anchors,
-            feat_stride=self._feat_stride,
-            pre_nms_top_n=self._pre_nms_top_n,
-            post_nms_top_n=self._post_nms_top_n,
-            min_size=self._min_size,
-            nms=self._get_nms(in_data[0].context),
-        )
-        self.assign(out_data[0], req[0], mx.nd.array(rois))
+        bbox_deltas, im_info = in_data[1].asnumpy(), in_data[2].asnumpy()
+        all_rois, all_scores = [], []
+        for b in range(cls_prob.shape[0]):
+            rois, scores = generate_proposals(
+                fg_scores=cls_prob[b, num_anchors:],
+                bbox_deltas=bbox_deltas[b],
+                im_info=im_info[b],
+                anchors=self._anchors,
+                feat_stride=self._feat_stride,
+                pre_nms_top_n=self._pre_nms_top_n,
+                post_nms_top_n=self._post_nms_top_n,
+                min_size=self._min_size,
+                nms=self._get_nms(in_data[0].context),
+            )
+            rois[:, 0] = b
+            all_rois.append(rois)
+            all_scores.append(scores)
+        self.assign(out_data[0], req[0], mx.nd.array(np.concatenate(all_rois)))
         if self._output_score:
-            self.assign(out_data[1], req[1], mx.nd.array(scores))
+            self.assign(out_data[1], req[1], mx.nd.array(np.concatenate(all_scores)))
 
     def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
         for i in range(len(in_grad)):
@@ -248,16 +246,16 @@ class ProposalProp(mx.operator.CustomOpProp):
 
     def infer_shape(self, in_shape):
         cls_prob_shape, bbox_pred_shape = in_shape[0], in_shape[1]
-        _check_batch(cls_prob_shape[0])
         if cls_prob_shape[0] != bbox_pred_shape[0]:
             raise ValueError(
                 f"proposal: cls_prob batch {cls_prob_shape[0]} != bbox_pred batch "
                 f"{bbox_pred_shape[0]}"
             )
-        im_info_shape = (cls_prob_shape[0], 3)
-        outputs = [(self._post_nms_top_n, 5)]
+        batch = cls_prob_shape[0]
+        im_info_shape = (batch, 3)
+        outputs = [(batch * self._post_nms_top_n, 5)]
         if self._output_score:
-            outputs.append((self._post_nms_top_n, 1))
+            outputs.append((batch * self._post_nms_top_n, 1))
         return [cls_prob_shape, bbox_pred_shape, im_info_shape], outputs, []
 
     def create_operator(self, ctx, shapes, dtypes):
@@ -287,17 +285,19 @@ def proposal_symbol(
 ) -> mx.sym.Symbol:
     """The RPN proposal layer of a detection symbol, configured from ``cfg``.
 
-    Uses MXNet's C++ ``mx.sym.contrib.Proposal`` when ``cfg.TRAIN.CXX_PROPOSAL`` (training) or
+    Uses MXNet's C++ ``mx.sym.contrib.Proposal`` (``MultiProposal`` for several images per
+    device: the phase's ``BATCH_IMAGES`` > 1) when ``cfg.TRAIN.CXX_PROPOSAL`` (training) or
     ``cfg.TEST.CXX_PROPOSAL`` (testing) is set, else the Python ``proposal`` CustomOp; both get
     ``network.RPN_FEAT_STRIDE``, ``ANCHOR_SCALES``, ``ANCHOR_RATIOS`` and the phase's
-    ``RPN_PRE_NMS_TOP_N``, ``RPN_POST_NMS_TOP_N``, ``RPN_NMS_THRESH``, ``RPN_MIN_SIZE``.
+    ``RPN_PRE_NMS_TOP_N``, ``RPN_POST_NMS_TOP_N``, ``RPN_NMS_THRESH``, ``RPN_MIN_SIZE``. Both
+    output ``post_nms_top_n`` rows per image, image after image, with the image's batch index.
 
     Args:
         cfg: the experiment config.
         is_train: use the ``TRAIN`` (else ``TEST``) settings.
-        cls_prob: (1, 2A, H, W) RPN probabilities (background channels first).
-        bbox_pred: (1, 4A, H, W) RPN deltas.
-        im_info: (1, 3) image info.
+        cls_prob: (B, 2A, H, W) RPN probabilities (background channels first).
+        bbox_pred: (B, 4A, H, W) RPN deltas.
+        im_info: (B, 3) image info.
         name: layer name (``'rois'`` in the original networks).
         output_score: also output the (N, 1) scores.
     """
@@ -313,7 +313,8 @@ def proposal_symbol(
     }
     stride = int(cfg.network.RPN_FEAT_STRIDE)
     if phase.CXX_PROPOSAL:
-        return mx.sym.contrib.Proposal(
+        op = mx.sym.contrib.MultiProposal if phase.BATCH_IMAGES > 1 else mx.sym.contrib.Proposal
+        return op(
             cls_prob=cls_prob,
             bbox_pred=bbox_pred,
             im_info=im_info,

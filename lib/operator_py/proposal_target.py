@@ -1,13 +1,18 @@
 """R-CNN training targets for the RPN proposals (``op_type='proposal_target'``).
 
-Inputs: ``rois`` (N, 5) ``(batch index 0, x1, y1, x2, y2)`` from the proposal layer and
-``gt_boxes`` (G, 5) ``(x1, y1, x2, y2, class)`` of one image. The gt boxes are appended to the
+Inputs, for the B = ``batch_images`` images of one device: ``rois`` (B * N, 5) ``(batch
+index b, x1, y1, x2, y2)`` from the proposal layer, and ``gt_boxes`` (B * G, 5) ``(x1, y1, x2,
+y2, class)``: the loader's (B, G, 5) reshaped to (-1, 5), so rows ``[b * G, (b + 1) * G)``
+belong to image b. Each image is sampled on its own: its gt boxes are appended to its
 proposals, then :func:`sample_rois` picks foreground RoIs (IoU >= ``fg_thresh`` with a gt) and
 background RoIs (IoU in ``[bg_thresh_lo, bg_thresh_hi)``) and computes their regression targets.
 
-Outputs: ``rois_output`` (R, 5), ``label`` (R,), ``bbox_target`` (R, 4 * num_classes) and
-``bbox_weight`` (R, 4 * num_classes), with R = ``batch_rois / batch_images`` or, when
-``batch_rois == -1`` (R-FCN and FPN with OHEM), R = N + G: every proposal and gt is kept.
+Outputs, image after image: ``rois_output`` (B * R, 5) (batch index kept), ``label`` (B * R,),
+``bbox_target`` (B * R, 4 * num_classes) and ``bbox_weight`` (B * R, 4 * num_classes), with
+R = ``batch_rois / batch_images`` RoIs per image (``TRAIN.BATCH_ROIS`` counts the RoIs of a
+device's batch, as the original) or, when ``batch_rois == -1`` (R-FCN and FPN with OHEM),
+R = N + G: every proposal and gt is kept (an image with fewer than G real gt rows repeats some
+of its background RoIs to fill its R rows).
 
 ``num_classes`` is the number of *regression* classes: 2 for class-agnostic regression (the
 target goes to slot 1), else the number of classes (slot = class).
@@ -15,9 +20,11 @@ target goes to slot 1), else the number of classes (slot = class).
 Differences from the original: the configuration arrives as explicit attributes (``fg_thresh``,
 ``bg_thresh_hi``, ``bg_thresh_lo``, ``bbox_means``, ``bbox_stds``, ``bbox_weights``,
 ``bbox_normalization_precomputed``, ``class_agnostic``) instead of a pickled config;
-``batch_rois / batch_images`` is an integer division; an image without gt boxes gets
-background labels instead of a crash; gt rows of class <= 0 are treated as padding (neither
-candidates nor targets). See :func:`proposal_target_symbol` for building it from a config.
+``batch_rois / batch_images`` is an integer division; several images per device; an image
+without gt boxes gets background labels instead of a crash; gt rows of class <= 0 are treated
+as padding (neither candidates nor targets); a short sample is filled up by repeating its
+background RoIs in order (the original drew random RoIs). See :func:`proposal_target_symbol`
+for building it from a config.
 """
 
 from __future__ import annotations
@@ -124,10 +131,11 @@ def sample_rois(
         bg_indexes = rng.choice(bg_indexes, size=bg_this_image, replace=False)
 
     keep = np.append(fg_indexes, bg_indexes).astype(np.int64)
-    # Pad with random RoIs (labelled background below) to a fixed minibatch size.
-    while keep.shape[0] < rois_per_image:
-        gap = min(rois.shape[0], rois_per_image - keep.shape[0])
-        keep = np.append(keep, rng.choice(rois.shape[0], size=gap, replace=False))
+    # Fill up to a fixed minibatch size by repeating the background RoIs (or, without any,
+    # all RoIs) in order; the repeats are labelled background below.
+    if keep.shape[0] < rois_per_image:
+        pool = bg_indexes if bg_indexes.size else np.arange(rois.shape[0])
+        keep = np.append(keep, np.resize(pool, rois_per_image - keep.shape[0]))
 
     labels = np.array(labels[keep], dtype=np.float32)
     labels[fg_this_image:] = 0
@@ -168,33 +176,39 @@ class ProposalTargetOperator(mx.operator.CustomOp):
 
     def forward(self, is_train, req, in_data, out_data, aux):
         all_rois = in_data[0].asnumpy()
-        gt_boxes = in_data[1].asnumpy()
-
-        if self._batch_rois == -1:
-            rois_per_image = all_rois.shape[0] + gt_boxes.shape[0]
-            fg_rois_per_image = rois_per_image
-        else:
-            rois_per_image = self._batch_rois // self._batch_images
-            fg_rois_per_image = int(np.round(self._fg_fraction * rois_per_image))
-
-        gt_boxes = gt_boxes[gt_boxes[:, 4] > 0]  # rows of class <= 0 are padding
-        gt_rois = np.hstack(
-            (np.zeros((gt_boxes.shape[0], 1), dtype=gt_boxes.dtype), gt_boxes[:, :4])
-        )
-        all_rois = np.vstack((all_rois, gt_rois))
-        if not np.all(all_rois[:, 0] == 0):
-            raise ValueError("proposal_target: only one image per device is supported")
-
-        outputs = sample_rois(
-            all_rois,
-            fg_rois_per_image,
-            rois_per_image,
-            self._num_classes,
-            gt_boxes,
-            **self._sample_kwargs,
-        )
-        for i, value in enumerate(outputs):
-            self.assign(out_data[i], req[i], mx.nd.array(value))
+        all_gt = in_data[1].asnumpy()
+        num_images = self._batch_images
+        if all_rois.shape[0] % num_images or all_gt.shape[0] % num_images:
+            raise ValueError(
+                f"proposal_target: {all_rois.shape[0]} rois and {all_gt.shape[0]} gt rows do not "
+                f"split over batch_images={num_images} images"
+            )
+        gt_per_image = all_gt.reshape(num_images, -1, 5)
+        outputs: list[list[np.ndarray]] = [[], [], [], []]
+        for b in range(num_images):
+            rois = all_rois[all_rois[:, 0] == b]
+            if self._batch_rois == -1:
+                rois_per_image = all_rois.shape[0] // num_images + gt_per_image.shape[1]
+                fg_rois_per_image = rois_per_image
+            else:
+                rois_per_image = self._batch_rois // num_images
+                fg_rois_per_image = int(np.round(self._fg_fraction * rois_per_image))
+            gt_boxes = gt_per_image[b]
+            gt_boxes = gt_boxes[gt_boxes[:, 4] > 0]  # rows of class <= 0 are padding
+            gt_rois = np.hstack((np.full((gt_boxes.shape[0], 1), b, dtype=rois.dtype),
+                                 gt_boxes[:, :4]))  # fmt: skip
+            sampled = sample_rois(
+                np.vstack((rois, gt_rois)),
+                fg_rois_per_image,
+                rois_per_image,
+                self._num_classes,
+                gt_boxes,
+                **self._sample_kwargs,
+            )
+            for out, value in zip(outputs, sampled):
+                out.append(value)
+        for i, values in enumerate(outputs):
+            self.assign(out_data[i], req[i], mx.nd.array(np.concatenate(values)))
 
     def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
         for i in range(len(in_grad)):
@@ -259,9 +273,9 @@ class ProposalTargetProp(mx.operator.CustomOpProp):
     def infer_shape(self, in_shape):
         rois_shape, gt_boxes_shape = in_shape[0], in_shape[1]
         if self._batch_rois == -1:
-            num = rois_shape[0] + gt_boxes_shape[0]
+            num = rois_shape[0] + gt_boxes_shape[0]  # per image N + G, for B images
         else:
-            num = self._batch_rois // self._batch_images
+            num = self._batch_rois
         outputs = [(num, 5), (num,), (num, 4 * self._num_classes), (num, 4 * self._num_classes)]
         return [rois_shape, gt_boxes_shape], outputs, []
 
@@ -289,8 +303,8 @@ def proposal_target_symbol(
 
     Args:
         cfg: the experiment config.
-        rois: (N, 5) proposals.
-        gt_boxes: (G, 5) gt boxes (reshape the loader's (1, G, 5) with ``shape=(-1, 5)``).
+        rois: (B * N, 5) proposals of the ``TRAIN.BATCH_IMAGES`` images.
+        gt_boxes: (B * G, 5) gt boxes (the loader's (B, G, 5) reshaped with ``shape=(-1, 5)``).
         num_reg_classes: 2 when ``cfg.CLASS_AGNOSTIC`` else ``dataset.NUM_CLASSES``.
         name: layer name.
 

@@ -14,6 +14,10 @@ Training adds the two RPN losses of the original:
 - ``rpn_bbox_loss``: ``bbox_weight * smooth_l1(rpn_bbox_pred - bbox_target, sigma=3)`` as
   ``MakeLoss(grad_scale=1 / TRAIN.RPN_BATCH_SIZE)``.
 
+Several images per device: the loss is the sum of the images' losses (``RPN_BATCH_SIZE``
+anchors are sampled per image; the softmax gets ``grad_scale = TRAIN.BATCH_IMAGES``, see
+:func:`softmax_grad_scale`).
+
 Proposals read the softmax probabilities reshaped back to ``(N, 2A, H, W)``; the layers are
 named ``rpn_cls_act`` / ``rpn_cls_act_reshape`` in training and ``rpn_cls_prob`` /
 ``rpn_cls_prob_reshape`` in testing, as in the original.
@@ -27,7 +31,23 @@ import mxnet as mx
 
 from lib.operator_py import proposal_symbol
 
-__all__ = ["RPNTrainOutputs", "rpn_head", "rpn_proposals", "rpn_train_outputs"]
+__all__ = [
+    "RPNTrainOutputs",
+    "rpn_head",
+    "rpn_proposals",
+    "rpn_train_outputs",
+    "softmax_grad_scale",
+]
+
+
+def softmax_grad_scale(batch_images: int) -> dict[str, float]:
+    """``grad_scale`` of a ``normalization='valid'`` softmax loss over ``batch_images`` images.
+
+    'valid' divides by the valid labels of the whole batch; scaling by the image count makes
+    the loss the sum of the images' losses, each normalised as one image's (see
+    :mod:`lib.symbols.rcnn`). Empty for one image (the original symbol, attribute for attribute).
+    """
+    return {"grad_scale": float(batch_images)} if batch_images > 1 else {}
 
 
 def rpn_head(
@@ -75,6 +95,7 @@ def rpn_train_outputs(
         use_ignore=True,
         ignore_label=-1,
         name="rpn_cls_prob",
+        **softmax_grad_scale(cfg.TRAIN.BATCH_IMAGES),
     )
     # sigma 3 (scalar = sigma^2 = 3.0) as the original RPN
     loss = bbox_weight * mx.sym.smooth_l1(

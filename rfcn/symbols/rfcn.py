@@ -42,9 +42,9 @@ import mxnet as mx
 from lib import ops
 from lib.core.checkpoint import RFCN_BBOX_PRED, BboxPredSpec
 from lib.core.network import TwoStageDetector
-from lib.operator_py import proposal_target_symbol
+from lib.symbols.rcnn import rcnn_rois, rcnn_test_outputs, rcnn_train_outputs
 from lib.symbols.resnet_v1 import BASE_WIDTH, PRESETS, resnet_v1
-from lib.symbols.rpn import rpn_head, rpn_proposals, rpn_train_outputs
+from lib.symbols.rpn import rpn_head, rpn_train_outputs
 
 __all__ = ["RFCN", "SYMBOLS"]
 
@@ -94,17 +94,17 @@ class RFCN(TwoStageDetector):
         """The training (``is_train``) or test symbol for ``cfg`` (see the module docstring)."""
         num_classes = cfg.dataset.NUM_CLASSES
         num_reg_classes = 2 if cfg.CLASS_AGNOSTIC else num_classes
-        num_anchors = cfg.network.NUM_ANCHORS
 
         data = mx.sym.var("data")
-        im_info = mx.sym.var("im_info")
         conv_feat, relu1 = resnet_v1(
             data, depth=self.depth, width=self.width, stages_out=(4, 5), **PRESETS[self.backbone]
         )
-        rpn_cls_score, rpn_bbox_pred = rpn_head(conv_feat, num_anchors, self.rpn_channels)
-
+        if is_train or cfg.TEST.HAS_RPN:
+            im_info = mx.sym.var("im_info")
+            rpn_cls_score, rpn_bbox_pred = rpn_head(
+                conv_feat, cfg.network.NUM_ANCHORS, self.rpn_channels
+            )
         if is_train:
-            gt_boxes = mx.sym.var("gt_boxes")
             rpn = rpn_train_outputs(
                 cfg,
                 rpn_cls_score,
@@ -114,78 +114,32 @@ class RFCN(TwoStageDetector):
                 bbox_target=mx.sym.var("bbox_target"),
                 bbox_weight=mx.sym.var("bbox_weight"),
             )
-            gt_boxes_reshape = mx.sym.Reshape(data=gt_boxes, shape=(-1, 5), name="gt_boxes_reshape")
-            targets = proposal_target_symbol(
-                cfg, rpn.rois, gt_boxes_reshape, num_reg_classes, name="proposal_target"
+            rois, label, bbox_target, bbox_weight = rcnn_rois(
+                cfg, True, num_reg_classes, rpn_rois=rpn.rois
             )
-            rois, label, bbox_target, bbox_weight = (targets[i] for i in range(4))
+        elif cfg.TEST.HAS_RPN:
+            (rois,) = rcnn_rois(cfg, False, num_reg_classes, None, rpn_cls_score, rpn_bbox_pred,
+                                im_info)  # fmt: skip
         else:
-            rois = rpn_proposals(cfg, rpn_cls_score, rpn_bbox_pred, im_info)
+            (rois,) = rcnn_rois(cfg, False, num_reg_classes)
 
         cls_score, bbox_pred = self._head(relu1, rois, num_classes, num_reg_classes)
 
-        if not is_train:
-            cls_prob = mx.sym.SoftmaxActivation(name="cls_prob", data=cls_score)
-            cls_prob = mx.sym.Reshape(
-                data=cls_prob,
-                shape=(cfg.TEST.BATCH_IMAGES, -1, num_classes),
-                name="cls_prob_reshape",
+        if is_train:
+            return mx.sym.Group(
+                [rpn.cls_prob, rpn.bbox_loss]
+                + rcnn_train_outputs(
+                    cfg, cls_score, bbox_pred, label, bbox_target, bbox_weight, num_classes,
+                    num_reg_classes,
+                )  # fmt: skip
             )
-            bbox_pred = mx.sym.Reshape(
-                data=bbox_pred,
-                shape=(cfg.TEST.BATCH_IMAGES, -1, 4 * num_reg_classes),
-                name="bbox_pred_reshape",
-            )
-            internals = cls_prob.get_internals()
-            shown = [internals[f"{name}_output"] for name in self.test_outputs]
-            return mx.sym.Group([*shown, rois, cls_prob, bbox_pred])
-
-        if cfg.TRAIN.ENABLE_OHEM:
-            # OHEM keeps the BATCH_ROIS_OHEM RoIs of largest loss; the others get label -1.
-            label, bbox_weight = mx.sym.Custom(
-                op_type="BoxAnnotatorOHEM",
-                name="box_annotator_ohem",
-                num_classes=num_classes,
-                num_reg_classes=num_reg_classes,
-                roi_per_img=cfg.TRAIN.BATCH_ROIS_OHEM,
-                cls_score=cls_score,
-                bbox_pred=bbox_pred,
-                labels=label,
-                bbox_targets=bbox_target,
-                bbox_weights=bbox_weight,
-            )
-            cls_prob = mx.sym.SoftmaxOutput(
-                name="cls_prob",
-                data=cls_score,
-                label=label,
-                normalization="valid",
-                use_ignore=True,
-                ignore_label=-1,
-            )
-            loss_rois = cfg.TRAIN.BATCH_ROIS_OHEM
-        else:
-            cls_prob = mx.sym.SoftmaxOutput(
-                name="cls_prob", data=cls_score, label=label, normalization="valid"
-            )
-            loss_rois = cfg.TRAIN.BATCH_ROIS
-        bbox_loss_ = bbox_weight * mx.sym.smooth_l1(
-            name="bbox_loss_", scalar=1.0, data=(bbox_pred - bbox_target)
+        cls_prob, bbox_pred = rcnn_test_outputs(
+            cfg, cls_score, bbox_pred, num_classes, num_reg_classes
         )
-        # BATCH_ROIS = -1 (all RoIs, R-FCN without OHEM) normalises by the RoI count instead.
-        grad_scale = 1.0 / loss_rois if loss_rois > 0 else 1.0 / cfg.TRAIN.RPN_POST_NMS_TOP_N
-        bbox_loss = mx.sym.MakeLoss(name="bbox_loss", data=bbox_loss_, grad_scale=grad_scale)
-
-        batch_images = cfg.TRAIN.BATCH_IMAGES
-        rcnn_label = mx.sym.Reshape(data=label, shape=(batch_images, -1), name="label_reshape")
-        cls_prob = mx.sym.Reshape(
-            data=cls_prob, shape=(batch_images, -1, num_classes), name="cls_prob_reshape"
-        )
-        bbox_loss = mx.sym.Reshape(
-            data=bbox_loss, shape=(batch_images, -1, 4 * num_reg_classes), name="bbox_loss_reshape"
-        )
-        # 'blockgrad0' is the auto-name this layer gets in the original (a fresh name counter).
-        rcnn_label = mx.sym.BlockGrad(rcnn_label, name="blockgrad0")
-        return mx.sym.Group([rpn.cls_prob, rpn.bbox_loss, cls_prob, bbox_loss, rcnn_label])
+        internals = cls_prob.get_internals()
+        shown = [internals[f"{name}_output"] for name in self.test_outputs]
+        rois_out = [rois] if cfg.TEST.HAS_RPN else []
+        return mx.sym.Group([*shown, *rois_out, cls_prob, bbox_pred])
 
     def _head(
         self, feat: mx.sym.Symbol, rois: mx.sym.Symbol, num_classes: int, num_reg_classes: int

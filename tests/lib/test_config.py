@@ -58,9 +58,9 @@ ORIGINAL_CFGS = {
 # ... and the small CPU configs on synthetic data: arch -> (plain symbol, deformable symbol).
 SYNTHETIC_CFGS = {
     "rfcn": ("synthetic_rfcn", "resnet_v1_50_w16_rfcn", "resnet_v1_50_w16_rfcn_dcn"),
-    "faster_rcnn": ("synthetic_rcnn", "resnet_v1_50_rcnn", "resnet_v1_50_rcnn_dcn"),
+    "faster_rcnn": ("synthetic_rcnn", "resnet_v1_50_w16_rcnn", "resnet_v1_50_w16_rcnn_dcn"),
     "fpn": ("synthetic_fpn", "resnet_v1_50_fpn_rcnn", "resnet_v1_50_fpn_dcn_rcnn"),
-    "deeplab": ("synthetic_deeplab", "resnet_v1_50_deeplab", "resnet_v1_50_deeplab_dcn"),
+    "deeplab": ("synthetic_deeplab", "resnet_v1_50_w16_deeplab", "resnet_v1_50_w16_deeplab_dcn"),
 }
 
 ALL_YAMLS = sorted(EXPERIMENTS.glob("*/cfgs/*.yaml"))
@@ -172,7 +172,7 @@ ORIGINAL_VALUES = [
             "symbol": "resnet_v1_101_rfcn_dcn",
             "CLASS_AGNOSTIC": True,
             "SCALES": [(600, 1000)],
-            "TEST_SCALES": [(600, 1000)],
+            "TEST_SCALES": [],  # the original R-FCN has no TEST_SCALES: it tests at SCALES[0]
             "default.frequent": 100,
             "default.kvstore": "device",
             "network.FIXED_PARAMS": ["conv1", "bn_conv1", "res2", "bn2", "gamma", "beta"],
@@ -373,7 +373,10 @@ def test_defaults_fill_missing_keys(tmp_path):
     assert cfg.TRAIN.BATCH_IMAGES == 2
     assert cfg.TRAIN.RPN_MIN_SIZE == 16
     assert cfg.SCALES == [(600, 1000)]
-    assert cfg.TEST_SCALES == [(600, 1000)]
+    assert cfg.TEST_SCALES == []  # test at SCALES[0]
+    assert load_config(write_yaml(tmp_path, "symbol: resnet_v1_101_fpn_rcnn\n")).TEST_SCALES == [
+        (600, 1000)  # the original FPN config.py's default
+    ]
     assert cfg.network.ANCHOR_SCALES == (8, 16, 32)
     assert cfg.network.RPN_FEAT_STRIDE == 16
     assert cfg.dataset.dataset == "PascalVOC"
@@ -384,9 +387,19 @@ def test_defaults_fill_missing_keys(tmp_path):
     assert cfg.TRAIN.ALTERNATE.rfcn2_epoch == 0
 
 
-def test_empty_yaml_gives_defaults(tmp_path):
-    cfg = load_config(write_yaml(tmp_path, "# nothing\n"))
-    assert_same(cfg, default_config())
+@pytest.mark.parametrize("text", ["", "# nothing\n", "---\n"])
+def test_empty_yaml_rejected_before_anything_is_written(tmp_path, monkeypatch, text):
+    # It used to return the defaults (symbol ''), and the entry point created its output
+    # folders in the current directory before failing on the symbol.
+    path = write_yaml(tmp_path, text, "empty.yaml")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    parser = add_config_args(argparse.ArgumentParser())
+    with pytest.raises(ValueError, match=r"config file .*empty\.yaml is empty"):
+        config_from_args(parser.parse_args(["--cfg", str(path)]), arch="rfcn")
+    assert os.listdir(cwd) == [] and sorted(os.listdir(tmp_path)) == ["cwd", "empty.yaml"]
+    assert default_config().symbol == ""  # the defaults alone are still available
 
 
 def test_deeplab_defaults():
@@ -513,7 +526,10 @@ def test_empty_section_and_empty_value(tmp_path):
 
 def test_non_mapping_file_rejected(tmp_path):
     path = write_yaml(tmp_path, "- a\n- b\n", "list.yaml")
-    with pytest.raises(ValueError, match=r"list\.yaml must hold a mapping"):
+    with pytest.raises(ValueError, match=r"list\.yaml must hold a mapping, got list"):
+        load_config(path)
+    path = write_yaml(tmp_path, "resnet_v1_101_rfcn\n", "scalar.yaml")
+    with pytest.raises(ValueError, match=r"scalar\.yaml must hold a mapping, got str"):
         load_config(path)
 
 

@@ -131,18 +131,32 @@ def test_proposal_differs_from_cxx_when_too_few_valid_boxes():
     np.testing.assert_array_equal(ours[0], ours[0][np.arange(100) % num_valid])
 
 
-def test_proposal_rejects_batches(capsys):
+def test_proposal_batch_of_images_is_each_image_on_its_own():
+    """Several images per device: each image's rows are its proposals alone, with its index."""
     rng = np.random.RandomState(4)
-    cls_prob, deltas = rpn_outputs(rng, 4, 4)
-    inputs = [
-        mx.nd.array(np.concatenate([cls_prob] * 2)),
-        mx.nd.array(np.concatenate([deltas] * 2)),
-        mx.nd.array([[64, 64, 1], [64, 64, 1]]),
-    ]
-    with pytest.raises(mx.base.MXNetError):
-        mx.nd.Custom(*inputs, op_type="proposal", scales=SCALES).wait_to_read()
-    captured = capsys.readouterr()
-    assert "only one image per device" in captured.out + captured.err
+    (p0, d0), (p1, d1) = rpn_outputs(rng, 6, 8), rpn_outputs(rng, 6, 8)
+    infos = [(96.0, 128.0, 1.0), (80.0, 100.0, 0.8)]  # the second image is smaller (padded)
+    post = 40
+    rois, scores = mx.nd.Custom(
+        mx.nd.array(np.concatenate([p0, p1])),
+        mx.nd.array(np.concatenate([d0, d1])),
+        mx.nd.array(infos),
+        op_type="proposal", feat_stride=16, scales=SCALES, ratios=RATIOS, output_score=True,
+        rpn_pre_nms_top_n=200, rpn_post_nms_top_n=post, rpn_min_size=0,
+    )  # fmt: skip
+    rois, scores = rois.asnumpy(), scores.asnumpy()
+    assert rois.shape == (2 * post, 5) and scores.shape == (2 * post, 1)
+    for b, (prob, deltas) in enumerate([(p0, d0), (p1, d1)]):
+        alone, alone_scores = run_proposal(
+            prob, deltas, infos[b], rpn_pre_nms_top_n=200, rpn_post_nms_top_n=post,
+            rpn_min_size=0,
+        )  # fmt: skip
+        rows = slice(b * post, (b + 1) * post)
+        assert (rois[rows, 0] == b).all()
+        np.testing.assert_array_equal(rois[rows, 1:], alone[:, 1:])
+        np.testing.assert_array_equal(scores[rows], alone_scores)
+    # the second image's boxes stay inside its own (smaller) image
+    assert rois[post:, 3].max() <= infos[1][1] - 1 and rois[post:, 4].max() <= infos[1][0] - 1
 
 
 def _layer(sym, name):
@@ -150,12 +164,14 @@ def _layer(sym, name):
     return next(n for n in nodes if n["name"] == name)
 
 
+@pytest.mark.parametrize("batch_images", [1, 2])
 @pytest.mark.parametrize("cxx", [True, False])
 @pytest.mark.parametrize("is_train", [True, False])
-def test_proposal_symbol_from_config(cxx, is_train):
+def test_proposal_symbol_from_config(cxx, is_train, batch_images):
     cfg = default_config("rfcn")
     cfg.network.ANCHOR_SCALES = SCALES
     cfg.TRAIN.CXX_PROPOSAL = cfg.TEST.CXX_PROPOSAL = cxx
+    cfg.TRAIN.BATCH_IMAGES = cfg.TEST.BATCH_IMAGES = batch_images
     phase = cfg.TRAIN if is_train else cfg.TEST
     sym = proposal_symbol(
         cfg, is_train, mx.sym.var("cls_prob"), mx.sym.var("bbox_pred"), mx.sym.var("im_info")
@@ -163,7 +179,8 @@ def test_proposal_symbol_from_config(cxx, is_train):
     layer = _layer(sym, "rois")
     attrs = layer["attrs"]
     if cxx:
-        assert layer["op"] == "_contrib_Proposal" and attrs["feature_stride"] == "16"
+        op = "_contrib_MultiProposal" if batch_images > 1 else "_contrib_Proposal"
+        assert layer["op"] == op and attrs["feature_stride"] == "16"
     else:
         assert layer["op"] == "Custom" and attrs["op_type"] == "proposal"
         assert attrs["feat_stride"] == "16"
@@ -172,10 +189,11 @@ def test_proposal_symbol_from_config(cxx, is_train):
     assert int(attrs["rpn_post_nms_top_n"]) == phase.RPN_POST_NMS_TOP_N
     assert float(attrs["threshold"]) == pytest.approx(phase.RPN_NMS_THRESH)
     assert int(attrs["rpn_min_size"]) == phase.RPN_MIN_SIZE
+    b = batch_images
     _, out_shapes, _ = sym.infer_shape(
-        cls_prob=(1, 2 * A, 38, 63), bbox_pred=(1, 4 * A, 38, 63), im_info=(1, 3)
+        cls_prob=(b, 2 * A, 38, 63), bbox_pred=(b, 4 * A, 38, 63), im_info=(b, 3)
     )
-    assert out_shapes == [(phase.RPN_POST_NMS_TOP_N, 5)]
+    assert out_shapes == [(b * phase.RPN_POST_NMS_TOP_N, 5)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -256,6 +274,12 @@ def test_sample_rois_pads_with_background_when_short():
     num_fg = int((labels > 0).sum())
     assert num_fg <= 16 and (labels[num_fg:] == 0).all()
     assert (weights[num_fg:] == 0).all()
+    # the filling repeats the sampled background RoIs, in order
+    overlaps = bbox_overlaps_py(rois[:, 1:], GT[:, :4]).max(axis=1)
+    assert (overlaps[num_fg:] < 0.5).all()
+    num_bg = len({tuple(r) for r in rois[num_fg:]})
+    np.testing.assert_array_equal(rois[num_fg + num_bg :], np.resize(rois[num_fg:num_fg + num_bg],
+                                                                       (64 - num_fg - num_bg, 5)))
 
 
 def test_sample_rois_without_gt_is_all_background():
@@ -298,6 +322,39 @@ def test_proposal_target_op_keeps_everything_with_batch_rois_minus_one():
     check_targets(rois, label, target.asnumpy(), weight.asnumpy(), True, 2)
 
 
+def test_proposal_target_samples_each_image_of_a_batch_on_its_own():
+    """Two images per device: image b's RoIs are sampled against image b's gt only."""
+    rng = np.random.RandomState(12)
+    props = [jittered_rois(rng, 30), jittered_rois(rng, 30) + [0, 300, 0, 300, 0]]
+    props[1][:, 0] = 1
+    gt1 = GT + [300, 0, 300, 0, 0]  # image 1's objects sit elsewhere, and one fewer (padding)
+    gt = np.stack([GT, np.vstack([gt1[:1], [[-1, -1, -1, -1, -1]]])])  # the loader's (B, G, 5)
+
+    def run(rois, gt_boxes, batch_images):
+        out = mx.nd.Custom(
+            mx.nd.array(rois), mx.nd.array(gt_boxes.reshape(-1, 5)), op_type="proposal_target",
+            num_classes=2, batch_images=batch_images, batch_rois=-1, class_agnostic=True,
+            bbox_normalization_precomputed=True,
+        )  # fmt: skip
+        return [o.asnumpy() for o in out]
+
+    both = run(np.vstack(props), gt, 2)
+    rows = 30 + 2  # per image: its proposals + G gt rows
+    assert both[0].shape == (2 * rows, 5)
+    for b in range(2):
+        alone_rois = props[b].copy()
+        alone_rois[:, 0] = 0
+        alone = run(alone_rois, gt[b : b + 1], 1)
+        part = [o[b * rows : (b + 1) * rows] for o in both]
+        assert (part[0][:, 0] == b).all()
+        np.testing.assert_array_equal(part[0][:, 1:], alone[0][:, 1:])
+        for got, want in zip(part[1:], alone[1:]):
+            np.testing.assert_array_equal(got, want)
+    # image 1 was matched against its own single gt box only
+    assert set(both[1][rows:][both[1][rows:] > 0]) == {gt1[0, 4]}
+    assert set(both[1][:rows][both[1][:rows] > 0]) == set(GT[:, 4])
+
+
 def test_proposal_target_symbol_from_config():
     cfg = default_config("rfcn")
     cfg.TRAIN.BATCH_IMAGES, cfg.TRAIN.BATCH_ROIS = 2, 128
@@ -305,8 +362,8 @@ def test_proposal_target_symbol_from_config():
     cfg.CLASS_AGNOSTIC = False
     outputs = proposal_target_symbol(cfg, mx.sym.var("rois"), mx.sym.var("gt_boxes"), 21)
     assert len(outputs.list_outputs()) == 4
-    _, shapes, _ = outputs.infer_shape(rois=(300, 5), gt_boxes=(10, 5))
-    assert shapes == [(64, 5), (64,), (64, 84), (64, 84)]  # 128 // 2 per image
+    _, shapes, _ = outputs.infer_shape(rois=(600, 5), gt_boxes=(20, 5))
+    assert shapes == [(128, 5), (128,), (128, 84), (128, 84)]  # 128 // 2 per image, 2 images
     attrs = json.loads(outputs.tojson())["nodes"][-1]["attrs"]
     assert attrs["op_type"] == "proposal_target"
     assert parse_floats(attrs["bbox_stds"]) == tuple(cfg.TRAIN.BBOX_STDS)
@@ -359,6 +416,27 @@ def test_box_annotator_ohem_keeps_the_top_losses():
             np.testing.assert_array_equal(weights_ohem[i], bbox_weights[i])
         else:
             assert labels_ohem[i] == -1 and (weights_ohem[i] == 0).all()
+
+
+def test_box_annotator_ohem_selects_per_image():
+    """With batch_images=2 each image keeps its own roi_per_img hardest RoIs."""
+    rng = np.random.RandomState(10)
+    per_image, num_classes, roi_per_img = 20, 4, 5
+    cls_score = rng.randn(2 * per_image, num_classes)
+    cls_score[:per_image] *= 10  # image 0's losses dominate: a global top-k would take only it
+    labels = rng.randint(0, num_classes, 2 * per_image).astype(np.float64)
+    zeros = np.zeros((2 * per_image, 8))
+    labels_ohem, _ = mx.nd.Custom(
+        mx.nd.array(cls_score), mx.nd.array(zeros), mx.nd.array(labels), mx.nd.array(zeros),
+        mx.nd.array(zeros), op_type="BoxAnnotatorOHEM", num_classes=num_classes,
+        num_reg_classes=2, roi_per_img=roi_per_img, batch_images=2,
+    )  # fmt: skip
+    labels_ohem = labels_ohem.asnumpy()
+    loss = per_roi_loss(cls_score, zeros, labels, zeros, zeros)
+    for b in range(2):
+        rows = slice(b * per_image, (b + 1) * per_image)
+        kept = np.flatnonzero(labels_ohem[rows] >= 0)
+        assert set(kept) == set(np.argsort(-loss[rows])[:roi_per_img])
 
 
 def test_box_annotator_ohem_shape_check():

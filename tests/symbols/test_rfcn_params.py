@@ -6,9 +6,7 @@ shapes, outputs, the attributes of the non-trivial layers and the variable attri
 (``lr_mult``). Every R-FCN variant is checked: plain and deformable, COCO and VOC, train and test.
 """
 
-import ast
 import json
-from pathlib import Path
 
 import mxnet as mx
 import numpy as np
@@ -18,12 +16,12 @@ from lib.config import load_config
 from lib.core.checkpoint import load_param
 from lib.core.initializer import check_parameter_shapes, infer_param_shapes
 from lib.core.module import fixed_param_names
+from lib.core.trainer import initial_params
 from lib.tools import inspect_model
 from rfcn.symbols import SYMBOLS, get_network
-from rfcn.train_end2end import initial_params
+from tests.symbols import gate
+from tests.symbols.gate import REPO, backbone_only, save_reference_params
 
-EXPECTED = Path(__file__).parent / "expected"
-REPO = Path(__file__).resolve().parents[2]
 CASES = [
     f"{net}{voc}__{phase}"
     for net in ("resnet_v1_101_rfcn", "resnet_v1_101_rfcn_dcn")
@@ -34,73 +32,24 @@ CASES = [
     for demo in ("deform_conv_demo", "deform_psroi_demo")
     for phase in ("train", "test")
 ]
-# Layers MXNet auto-named in the original (a global counter); ours are named explicitly.
-RENAMED = {"custom0": "proposal_target", "custom1": "box_annotator_ohem"}
-# Our operator library registers the ops under their plain names.
-OP_NAMES = {
-    "_contrib_DeformableConvolution": "DeformableConvolution",
-    "_contrib_DeformablePSROIPooling": "DeformablePSROIPooling",
-    "_contrib_PSROIPooling": "PSROIPooling",
-}
-
-BACKBONE_PREFIXES = ("conv1", "bn_conv1", "res", "bn")
-
-_built = {}
 
 
 def load_case(case):
-    """(expected dict, symbol, config) for one case; symbols are built once per session."""
-    if case not in _built:
-        ref = json.loads((EXPECTED / f"{case}.json").read_text())
-        cfg = load_config(REPO / ref["config"])
-        net = ref["network"]
-        assert cfg.symbol == net
-        _built[case] = (ref, SYMBOLS[net](cfg, is_train=ref["phase"] == "train"), cfg)
-    return _built[case]
-
-
-def _value(text):
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-    if isinstance(value, (tuple, list)):
-        return tuple(float(v) for v in value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return value
+    # The references are the original get_symbol (RPN included) whatever TEST.HAS_RPN says
+    # (deform_psroi_demo.yaml turns it off for its demo, which feeds rois instead).
+    return gate.load_case(case, get_network, ["TEST.HAS_RPN=true"])
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_params_and_outputs_match_original(case):
     ref, sym, _ = load_case(case)
-    inputs = {k: tuple(v) for k, v in ref["input_shapes"].items()}
-    arg_shapes, out_shapes, aux_shapes = sym.infer_shape(**inputs)
-
-    assert sym.list_arguments() == ref["argument_order"]
-    args = [[n, list(s)] for n, s in zip(sym.list_arguments(), arg_shapes) if n not in inputs]
-    assert args == ref["arg_params"]
-    aux = [[n, list(s)] for n, s in zip(sym.list_auxiliary_states(), aux_shapes)]
-    assert aux == ref["aux_params"]
-    assert sym.list_outputs() == ref["output_names"]
-    assert dict(zip(sym.list_outputs(), map(list, out_shapes))) == ref["outputs"]
-    assert sum(int(np.prod(s)) for _, s in args) == ref["total_param_count"]
+    gate.check_params_and_outputs(ref, sym)
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_layer_attributes_match_original(case):
     ref, sym, _ = load_case(case)
-    nodes = {n["name"]: n for n in json.loads(sym.tojson())["nodes"]}
-    for layer in ref["special_ops"] + ref["pooling_ops"]:
-        node = nodes[RENAMED.get(layer["name"], layer["name"])]
-        if "op" in layer:
-            assert node["op"] == OP_NAMES.get(layer["op"], layer["op"]), layer["name"]
-        ours = node.get("attrs", {})
-        for key, value in layer["attrs"].items():
-            assert _value(ours.get(key)) == _value(value), (layer["name"], key)
-    for var, attrs in ref["variable_attrs"].items():
-        for key, value in attrs.items():
-            assert _value(nodes[var]["attrs"][key]) == _value(value), (var, key)
+    gate.check_layer_attributes(ref, sym, exact_mults=False)
 
 
 def test_fixed_params_follow_substring_semantics():
@@ -141,19 +90,6 @@ def test_unknown_network_is_reported():
 # ------------------------------------------------------------------------------ checkpoints
 
 
-def _save_reference_params(path, ref, extra=()):
-    """A checkpoint holding every reference param; each array is filled with its index."""
-    save = {}
-    for i, (name, shape) in enumerate(ref["arg_params"]):
-        save[f"arg:{name}"] = mx.nd.full(shape, i)
-    for i, (name, shape) in enumerate(ref["aux_params"]):
-        save[f"aux:{name}"] = mx.nd.full(shape, 1000 + i)
-    for key, shape, value in extra:
-        save[key] = mx.nd.full(shape, value)
-    mx.nd.save(str(path), save)
-    return save
-
-
 @pytest.mark.parametrize("network", ["rfcn_dcn_coco", "rfcn_coco"])
 def test_released_checkpoint_loads_by_name(network, tmp_path):
     """model/<network>-0000.params: all reference params plus the *_test bbox weights."""
@@ -166,7 +102,7 @@ def test_released_checkpoint_loads_by_name(network, tmp_path):
     ]
     (tmp_path / "model").mkdir()
     prefix = str(tmp_path / "model" / network)
-    _save_reference_params(f"{prefix}-0000.params", ref, extra)
+    save_reference_params(f"{prefix}-0000.params", ref, extra)
 
     arg_params, aux_params = load_param(prefix, 0, process=True)
     inputs = {k: tuple(v) for k, v in ref["input_shapes"].items()}
@@ -184,7 +120,7 @@ def test_inspector_checks_a_checkpoint(tmp_path, capsys):
     cfg_path = str(REPO / ref["config"])
     good = tmp_path / "good.params"
     shapes = dict(ref["arg_params"])
-    _save_reference_params(
+    save_reference_params(
         good, ref, [("arg:rfcn_bbox_weight_test", shapes["rfcn_bbox_weight"], 0.0)]
     )
     assert inspect_model.main(["--cfg", cfg_path, "--params", str(good)]) == 0
@@ -217,16 +153,9 @@ def test_inspector_train_symbol_matches_original(capsys):
 def test_imagenet_backbone_loads_by_name(tmp_path):
     """pretrained resnet_v1_101-0000.params: backbone params (plus the ImageNet classifier)."""
     ref, _, cfg = load_case("resnet_v1_101_rfcn_dcn__train")
-    backbone = {
-        "arg_params": [
-            a
-            for a in ref["arg_params"]
-            if a[0].startswith(BACKBONE_PREFIXES) and "offset" not in a[0]
-        ],
-        "aux_params": ref["aux_params"],
-    }
+    backbone = backbone_only(ref)
     prefix = tmp_path / "resnet_v1_101"
-    saved = _save_reference_params(
+    saved = save_reference_params(
         f"{prefix}-0000.params", backbone, [("arg:fc1000_weight", (1000, 2048), 7.0)]
     )
     cfg = load_config(REPO / ref["config"], [f"network.pretrained={prefix}"])
@@ -252,16 +181,9 @@ def test_imagenet_backbone_loads_by_name(tmp_path):
 
 def test_missing_backbone_param_is_an_error(tmp_path):
     ref, _, _ = load_case("resnet_v1_101_rfcn__train")
-    backbone = {
-        "arg_params": [
-            a
-            for a in ref["arg_params"]
-            if a[0].startswith(BACKBONE_PREFIXES) and a[0] != "res3a_branch1_weight"
-        ],
-        "aux_params": ref["aux_params"],
-    }
+    backbone = backbone_only(ref, drop=("res3a_branch1_weight",))
     prefix = tmp_path / "resnet_v1_101"
-    _save_reference_params(f"{prefix}-0000.params", backbone)
+    save_reference_params(f"{prefix}-0000.params", backbone)
     cfg = load_config(REPO / ref["config"], [f"network.pretrained={prefix}"])
     net = get_network(cfg.symbol)
     inputs = {k: tuple(v) for k, v in ref["input_shapes"].items()}
