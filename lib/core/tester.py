@@ -93,7 +93,7 @@ class Predictor:
         label_names: label inputs, usually none (DeepLab's test symbol has ``softmax_label``,
             whose shape follows from ``data``).
         context: one context or a list (the batch is split over them along axis 0).
-        max_data_shapes: ``[(name, shape)]`` of the largest batch, bound first.
+        max_data_shapes, max_label_shapes: ``[(name, shape)]`` of the largest batch, bound first.
         provide_data, provide_label: the first batch's descriptors.
         arg_params, aux_params: the parameters (all must be present).
         max_cached_modules: bound modules kept for other input shapes.
@@ -111,6 +111,7 @@ class Predictor:
         arg_params: dict | None = None,
         aux_params: dict | None = None,
         max_cached_modules: int = 8,
+        max_label_shapes: Sequence | None = None,
     ) -> None:
         self._mod = MutableModule(
             symbol,
@@ -118,6 +119,7 @@ class Predictor:
             label_names,
             context=context if context is not None else mx.cpu(),
             max_data_shapes=max_data_shapes,
+            max_label_shapes=max_label_shapes,
             max_cached_modules=max_cached_modules,
         )
         self._mod.bind(provide_data, provide_label or None, for_training=False)
@@ -602,7 +604,8 @@ def test_net(
         inferred = dict(zip(sym.list_arguments(), sym.infer_shape_partial(**first)[0]))
         provide_label = [(n, inferred[n]) for n in label_names]
         all_inferred = dict(zip(sym.list_arguments(), sym.infer_shape_partial(**shapes)[0]))
-        shapes.update({n: all_inferred[n] for n in label_names})
+        max_label_shapes = [(n, all_inferred[n]) for n in label_names]
+        shapes.update(max_label_shapes)
         arg_shapes, aux_shapes = infer_param_shapes(sym, shapes)
         check_parameter_shapes(arg_shapes, aux_shapes, arg_params, aux_params)
         arg_params = {k: v for k, v in arg_params.items() if k in arg_shapes}
@@ -615,6 +618,7 @@ def test_net(
             max_data_shapes=max_shapes,
             provide_data=loaders[0].provide_data,
             provide_label=provide_label,
+            max_label_shapes=max_label_shapes,
             arg_params=arg_params,
             aux_params=aux_params,
         )

@@ -1,0 +1,14 @@
+"""Train DeepLab, then test the epoch it trained:
+``python experiments/deeplab/deeplab_train_test.py --cfg experiments/deeplab/cfgs/<name>.yaml [--set KEY=VALUE ...]``."""
+
+import os
+import sys
+
+# An entry point: the repository root goes on sys.path (what deeplab/_init_paths.py does).
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir)))
+
+from deeplab.symbols import get_network  # noqa: E402
+from lib.core.entry import train_test_main  # noqa: E402
+
+if __name__ == "__main__":
+    train_test_main("deeplab", get_network, "Train and test DeepLab")
