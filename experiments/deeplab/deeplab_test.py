@@ -1,5 +1,7 @@
 """Test a trained DeepLab (``--epoch``, default ``TEST.test_epoch``; ``--vis``):
-``python experiments/deeplab/deeplab_test.py --cfg experiments/deeplab/cfgs/<name>.yaml [--set KEY=VALUE ...]``."""
+
+python experiments/deeplab/deeplab_test.py --cfg <yaml> [--set KEY=VALUE ...]
+"""
 
 import os
 import sys

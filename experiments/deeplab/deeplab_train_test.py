@@ -1,5 +1,7 @@
 """Train DeepLab, then test the epoch it trained:
-``python experiments/deeplab/deeplab_train_test.py --cfg experiments/deeplab/cfgs/<name>.yaml [--set KEY=VALUE ...]``."""
+
+python experiments/deeplab/deeplab_train_test.py --cfg <yaml> [--set KEY=VALUE ...]
+"""
 
 import os
 import sys

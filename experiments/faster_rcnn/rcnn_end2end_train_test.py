@@ -1,5 +1,7 @@
 """Train Faster R-CNN end to end, then test the epoch it trained:
-``python experiments/faster_rcnn/rcnn_end2end_train_test.py --cfg experiments/faster_rcnn/cfgs/<name>.yaml [--set KEY=VALUE ...]``."""
+
+python experiments/faster_rcnn/rcnn_end2end_train_test.py --cfg <yaml> [--set KEY=VALUE ...]
+"""
 
 import os
 import sys
@@ -7,8 +9,8 @@ import sys
 # An entry point: the repository root goes on sys.path (what faster_rcnn/_init_paths.py does).
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir)))
 
-from lib.core.entry import train_test_main  # noqa: E402
 from faster_rcnn.symbols import get_network  # noqa: E402
+from lib.core.entry import train_test_main  # noqa: E402
 
 if __name__ == "__main__":
     train_test_main("faster_rcnn", get_network, "Train and test Faster R-CNN end to end")

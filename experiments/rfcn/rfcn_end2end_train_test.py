@@ -1,5 +1,7 @@
 """Train R-FCN end to end, then test the epoch it trained:
-``python experiments/rfcn/rfcn_end2end_train_test.py --cfg experiments/rfcn/cfgs/<name>.yaml [--set KEY=VALUE ...]``."""
+
+python experiments/rfcn/rfcn_end2end_train_test.py --cfg <yaml> [--set KEY=VALUE ...]
+"""
 
 import os
 import sys

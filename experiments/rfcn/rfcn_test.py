@@ -1,5 +1,7 @@
 """Test a trained R-FCN (``--epoch``, default ``TEST.test_epoch``):
-``python experiments/rfcn/rfcn_test.py --cfg experiments/rfcn/cfgs/<name>.yaml [--set KEY=VALUE ...]``."""
+
+python experiments/rfcn/rfcn_test.py --cfg <yaml> [--set KEY=VALUE ...]
+"""
 
 import os
 import sys

@@ -6,9 +6,9 @@ The network, with the original layer names (the released checkpoints load by nam
     data ─ ResNet-v1 res2..res4 ─┬─ RPN (rpn_conv_3x3, rpn_cls_score, rpn_bbox_pred) ─ rois
                                  └─ res5 (stride 1, dilation 2; deformable 3x3s in the DCN net)
                                      └─ conv_new_1 (1x1, 256) ─ conv_new_1_relu
-    conv_new_1_relu, rois ─ roi_pool (RoI pooling 7x7, 1/16) ─ fc_new_1 (1024) ─ relu
-                                                             ─ fc_new_2 (1024) ─ relu ─┬─ cls_score (C)
-                                                                                       └─ bbox_pred (4R)
+    conv_new_1_relu, rois ─ roi_pool (RoI pooling 7x7, 1/16)
+        ─ fc_new_1 (1024) ─ relu ─ fc_new_2 (1024) ─ relu ─┬─ cls_score (C)
+                                                           └─ bbox_pred (4R)
 
 with C classes (background included) and R = 2 regression classes when ``CLASS_AGNOSTIC`` (else
 C; the original configs regress per class). The deformable network differs in data
@@ -117,7 +117,13 @@ class FasterRCNN(TwoStageDetector):
             return mx.sym.Group(
                 [rpn.cls_prob, rpn.bbox_loss]
                 + rcnn_train_outputs(
-                    cfg, cls_score, bbox_pred, label, bbox_target, bbox_weight, num_classes,
+                    cfg,
+                    cls_score,
+                    bbox_pred,
+                    label,
+                    bbox_target,
+                    bbox_weight,
+                    num_classes,
                     num_reg_classes,
                 )  # fmt: skip
             )

@@ -29,8 +29,12 @@ GetNetwork = Callable[[str], Any]
 
 def _add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frequent", type=int, default=None, help="log every N batches")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="seed MXNet, numpy and the loader (an exact resume needs it)")  # fmt: skip
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed MXNet, numpy and the loader (an exact resume needs it)",
+    )
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -54,6 +58,8 @@ def _parse(description: str, argv: Sequence[str] | None, *adders: Callable) -> a
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     os.environ.setdefault("MXNET_CUDNN_AUTOTUNE_DEFAULT", "0")
     os.environ.setdefault("MXNET_ENABLE_GPU_P2P", "0")
+    # MXNet prints "Subgraph backend MKLDNN is activated" at every bind (one per input shape).
+    os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")
     parser = argparse.ArgumentParser(description=description)
     add_config_args(parser)
     for add in adders:

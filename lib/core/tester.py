@@ -418,7 +418,9 @@ def _detect_all(
         indices = batches[0].roidb_index
         for b in batches[1:]:
             if not np.array_equal(b.roidb_index, indices):
-                raise RuntimeError("the test loaders of the scales visit the images in other orders")
+                raise RuntimeError(
+                    "the test loaders of the scales visit the images in other orders"
+                )
         for i, index in enumerate(indices):
             candidates = [
                 class_candidates(scores, boxes, num_classes, cfg.CLASS_AGNOSTIC, thresh)
@@ -583,9 +585,17 @@ def test_net(
         scales = test_scales(cfg)
         seed = int(np.random.randint(0, 2**31 - 1))  # the same order at every scale
         loaders = [
-            TestLoader(records, cfg, batch_size=batch_size, shuffle=shuffle, has_rpn=has_rpn,
-                       scale=scale, seed=seed, num_workers=num_workers,
-                       images_per_device=batch_images)  # fmt: skip
+            TestLoader(
+                records,
+                cfg,
+                batch_size=batch_size,
+                shuffle=shuffle,
+                has_rpn=has_rpn,
+                scale=scale,
+                seed=seed,
+                num_workers=num_workers,
+                images_per_device=batch_images,
+            )  # fmt: skip
             for scale in scales
         ]
     try:

@@ -471,4 +471,3 @@ def train_net(
     finally:
         train_data.close()
     return TrainResult(prefix, output_dir, begin_epoch, end_epoch, history.history, log_file)
-

@@ -86,7 +86,10 @@ class BoxAnnotatorOHEMOperator(mx.operator.CustomOp):
         loss = per_roi_loss(cls_score, bbox_pred, labels, bbox_targets, bbox_weights)
         per_image = np.array_split(np.arange(loss.shape[0]), self._batch_images)
         labels_ohem, weights_ohem = zip(
-            *(ohem_select(loss[i], labels[i], bbox_weights[i], self._roi_per_img) for i in per_image)
+            *(
+                ohem_select(loss[i], labels[i], bbox_weights[i], self._roi_per_img)
+                for i in per_image
+            )
         )
         self.assign(out_data[0], req[0], mx.nd.array(np.concatenate(labels_ohem)))
         self.assign(out_data[1], req[1], mx.nd.array(np.concatenate(weights_ohem)))

@@ -26,6 +26,7 @@ from lib.symbols.rpn import rpn_proposals, softmax_grad_scale
 
 __all__ = ["rcnn_rois", "rcnn_test_outputs", "rcnn_train_outputs"]
 
+
 def rcnn_rois(
     cfg: Any,
     is_train: bool,

@@ -30,6 +30,7 @@ from typing import Any
 import mxnet as mx
 
 from lib.config import add_config_args, config_from_args, infer_arch
+from lib.core.shapes import MAX_GT, max_input_shapes
 
 __all__ = [
     "INPUT_NAMES",
@@ -53,8 +54,6 @@ INPUT_NAMES = frozenset(
     {"data", "im_info", "gt_boxes", "label", "bbox_target", "bbox_weight", "rois"}
 )
 
-#: gt_boxes rows given to the training symbols (the loaders' maximum).
-MAX_GT = 100
 
 Shape = tuple[int, ...]
 
@@ -87,22 +86,14 @@ def input_shapes(cfg: Any, sym: mx.sym.Symbol) -> dict[str, Shape]:
     """Shapes of the inputs for one image at ``SCALES[0]`` (labels are inferred from them).
 
     ``data`` (1, 3, H, W) with H, W the first scale rounded up to ``IMAGE_STRIDE``; ``im_info``
-    (1, 3); ``gt_boxes`` (1, 100, 5). The RPN labels (``label``, ``bbox_target``,
-    ``bbox_weight``) follow from the score map, so they are given the shapes MXNet infers.
+    (1, 3); ``gt_boxes`` (1, 100, 5) (:func:`lib.core.shapes.max_input_shapes`). The RPN
+    labels (``label``, ``bbox_target``, ``bbox_weight``) follow from the score map, so they are
+    given the shapes MXNet infers.
     Segmentation (DeepLab) needs ``data`` alone: ``SoftmaxOutput`` infers the training
     ``label`` and the test symbol's ``softmax_label`` (1, H*W) from it.
     """
-    height, width = (int(s) for s in cfg.SCALES[0])
-    stride = int(cfg.network.IMAGE_STRIDE or 0)
-    if stride:
-        height, width = -(-height // stride) * stride, -(-width // stride) * stride
-    args = set(sym.list_arguments())
-    shapes: dict[str, Shape] = {"data": (1, 3, height, width)}
-    if "im_info" in args:
-        shapes["im_info"] = (1, 3)
-    if "gt_boxes" in args:
-        shapes["gt_boxes"] = (1, MAX_GT, 5)
-    return shapes
+    names = [n for n in ("data", "im_info", "gt_boxes") if n in sym.list_arguments()]
+    return dict(max_input_shapes(cfg, cfg.SCALES[:1], names=names, max_gt=MAX_GT))
 
 
 def _infer(sym: mx.sym.Symbol, shapes: Mapping[str, Shape]):

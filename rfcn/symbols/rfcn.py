@@ -129,7 +129,13 @@ class RFCN(TwoStageDetector):
             return mx.sym.Group(
                 [rpn.cls_prob, rpn.bbox_loss]
                 + rcnn_train_outputs(
-                    cfg, cls_score, bbox_pred, label, bbox_target, bbox_weight, num_classes,
+                    cfg,
+                    cls_score,
+                    bbox_pred,
+                    label,
+                    bbox_target,
+                    bbox_weight,
+                    num_classes,
                     num_reg_classes,
                 )  # fmt: skip
             )

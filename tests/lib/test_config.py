@@ -20,6 +20,7 @@ from lib.config import (
     infer_arch,
     load_config,
     save_config,
+    unused_settings,
 )
 from lib.dataset.synthetic import CLASSES
 
@@ -651,3 +652,42 @@ def test_save_config_overwrites(tmp_path):
     assert load_config(path).TRAIN.lr == 0.5
     assert sorted(os.listdir(tmp_path)) == ["config.yaml"]
     assert dump_config(cfg) == Path(path).read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# Keys that do nothing for the selected architecture are reported; the new keys are checked.
+
+
+def test_unused_keys_are_logged_when_loaded(tmp_path, caplog):
+    text = (
+        "symbol: resnet_v1_101_rfcn\n"
+        "TRAIN:\n  ENABLE_CROP: true\n  ALTERNATE:\n    rpn1_lr: 0.1\n"
+        "TEST:\n  PROPOSAL_MIN_SIZE: 8\n"
+    )
+    with caplog.at_level("WARNING", logger="lib.config"):
+        cfg = load_config(write_yaml(tmp_path, text))
+    assert "does not use" in caplog.text
+    for key in ("TRAIN.ENABLE_CROP", "TRAIN.ALTERNATE.rpn1_lr", "TEST.PROPOSAL_MIN_SIZE"):
+        assert key in caplog.text
+    assert unused_settings(cfg) == [
+        "TRAIN.ALTERNATE.rpn1_lr", "TRAIN.ENABLE_CROP", "TEST.PROPOSAL_MIN_SIZE"
+    ]  # fmt: skip
+    # a key at its default, or one the architecture reads, is not reported
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lib.config"):
+        load_config(write_yaml(tmp_path, "symbol: resnet_v1_101_rfcn\nTEST:\n  NMS: 0.4\n"))
+    assert caplog.text == ""
+
+
+def test_detection_keys_in_a_deeplab_config_are_reported(tmp_path):
+    cfg = load_config(write_yaml(tmp_path, "symbol: resnet_v1_101_deeplab\nTEST:\n  NMS: 0.4\n"))
+    assert unused_settings(cfg) == ["TEST.NMS"]
+
+
+def test_new_keys_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="cpu_contexts"):
+        load_config(write_yaml(tmp_path, "symbol: x\ncpu_contexts: 0\n"))
+    with pytest.raises(ValueError, match="TEST.SOFTNMS_METHOD.*'gaussian' or 'linear'"):
+        load_config(write_yaml(tmp_path, "symbol: x\nTEST:\n  SOFTNMS_METHOD: hard\n"))
+    cfg = load_config(write_yaml(tmp_path, "symbol: x\nTEST_SCALES: []\ncpu_contexts: 2\n"))
+    assert cfg.TEST_SCALES == [] and cfg.cpu_contexts == 2

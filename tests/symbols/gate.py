@@ -104,7 +104,9 @@ def check_layer_attributes(ref: dict, sym: mx.sym.Symbol, exact_mults: bool = Tr
                 assert attr_value(nodes[var]["attrs"][key]) == value, (var, key)
         return
     mults = {
-        n["name"]: {k: attr_value(v) for k, v in n.get("attrs", {}).items() if k.endswith("_mult__")}
+        n["name"]: {
+            k: attr_value(v) for k, v in n.get("attrs", {}).items() if k.endswith("_mult__")
+        }
         for n in nodes.values()
         if n["op"] == "null"
     }
