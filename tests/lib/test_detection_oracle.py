@@ -183,13 +183,14 @@ class Oracle:
 
     def __init__(self, records, gts, num_classes, scales, class_agnostic, has_rpn, plan=perfect):
         self.records, self.gts, self.num_classes = records, gts, num_classes
-        self.scales, self.class_agnostic, self.has_rpn, self.plan = scales, class_agnostic, has_rpn, plan
+        self.scales, self.class_agnostic = scales, class_agnostic
+        self.has_rpn, self.plan = has_rpn, plan
         self.seen: list[tuple[int, int]] = []  # (image index, scale id) in the order run
         self.batches = 0
 
     def _scale_of(self, index: int, im_info: np.ndarray) -> tuple[int, float]:
         """The scale the loader used (one of ``self.scales``), checked against ``im_info``."""
-        rec, gt = self.records[index], self.gts[index]
+        gt = self.gts[index]
         candidates = [expected_scale(gt.height, gt.width, sc) for sc in self.scales]
         matches = [i for i, s in enumerate(candidates) if np.float32(s) == im_info[2]]
         assert len(matches) == 1, (im_info, candidates)
@@ -252,8 +253,8 @@ class Oracle:
             self._check_input(index, data[i], batch.im_info[i], s)
             self.seen.append((index, scale_id))
             if rois_in is not None:
-                assert (rois_in[i, :, 0] == i % PER_DEVICE).all()  # column 0: index on device
                 num = batch.num_rois[i]
+                assert (rois_in[i, :num, 0] == i % PER_DEVICE).all()  # its index on its device
                 assert num == len(self.gts[index].classes)
                 images.append(self._image(index, s, scale_id, rois_in[i, :num, 1:]))
             else:
@@ -297,17 +298,14 @@ def make_cfg(class_agnostic: bool = True, soft_nms: bool = False):
 
 def run(data, out_dir, dataset="coco", scales=(SCALE_A,), plan=perfect, class_agnostic=True,
         has_rpn=True, flipped=False, soft_nms=False):  # fmt: skip
-    """pred_eval of the oracle over the dataset; (metrics, all_boxes, ground truth, oracle)."""
+    """pred_eval of the oracle over a dataset: (metrics, all_boxes, its ground truth)."""
     imdb, gts = data["mirrored" if flipped else dataset]
     records = data[dataset][0].gt_roidb()
     if flipped:  # the flipped copies of the original records, against mirrored annotations
         records = imdb.append_flipped_images(records)[NUM_IMAGES:]
     cfg = make_cfg(class_agnostic, soft_nms)
-    loaders = [
-        TestLoader(records, cfg, batch_size=DEVICES * PER_DEVICE, has_rpn=has_rpn, scale=sc,
-                   seed=0, num_workers=0, images_per_device=PER_DEVICE)  # fmt: skip
-        for sc in scales
-    ]
+    kwargs = dict(has_rpn=has_rpn, seed=0, num_workers=0, images_per_device=PER_DEVICE)
+    loaders = [TestLoader(records, cfg, DEVICES * PER_DEVICE, scale=sc, **kwargs) for sc in scales]
     oracle = Oracle(records, gts, imdb.num_classes, list(scales), class_agnostic, has_rpn, plan)
     try:
         results = pred_eval(oracle, loaders if len(loaders) > 1 else loaders[0], imdb, cfg,
@@ -323,7 +321,7 @@ def run(data, out_dir, dataset="coco", scales=(SCALE_A,), plan=perfect, class_ag
 
 
 def matches(all_boxes, gts, image: int, k: int) -> np.ndarray:
-    """The detections of object k's class in its image that overlap it (IoU > 0.5), best first."""
+    """The detections of object k's class in its image that overlap it (IoU > 0.5)."""
     gt = gts[image]
     dets = all_boxes[gt.classes[k]][image]
     iou = bbox_overlaps_py(dets[:, :4], gt.boxes[k : k + 1])[:, 0]
@@ -347,14 +345,16 @@ def assert_one_detection_per_object(all_boxes, gts, tol: float, scores=None) -> 
 
 def coco_ap50(recall_per_class) -> float:
     """COCO AP at IoU 0.5 when each class's true positives all score above its false positives:
-    the fraction of the 101 recall thresholds reached, averaged over the classes."""
+    precision 1 at the recall thresholds ``linspace(0, 1, 101)`` up to the class's recall, 0
+    beyond (and at t = 0 too for a class without a true positive), averaged over the classes."""
     thresholds = np.linspace(0.0, 1.0, 101)
-    return float(np.mean([np.mean(thresholds <= r) for r in recall_per_class]))
+    return float(np.mean([np.mean(thresholds <= r) if r else 0.0 for r in recall_per_class]))
 
 
 def voc07_ap(recall: float) -> float:
-    """VOC2007 11-point AP of a class with the same ordering: 1/11 per point t <= recall."""
-    return sum(1.0 / 11 for t in np.arange(0.0, 1.1, 0.1) if recall >= t)
+    """VOC2007 11-point AP of a class with the same ordering: 1/11 per point t <= recall of
+    ``arange(0, 1.1, 0.1)`` (none without a true positive)."""
+    return sum(1.0 / 11 for t in np.arange(0.0, 1.1, 0.1) if recall >= t) if recall else 0.0
 
 
 # ---------------------------------------------------------------------------------- tests
@@ -403,7 +403,7 @@ def check_shifted_boxes_miss(gts) -> None:
             if not shifted(index, k):
                 continue
             dx = (x2 - x1 + 1 / s) * (1 if x1 + x2 < gt.width else -1)
-            box = np.clip([x1 + dx, y1, x2 + dx, y2], 0, [gt.width - 1, 0, gt.width - 1, 1e9])
+            box = np.clip([x1 + dx, y1, x2 + dx, y2], 0, [gt.width - 1, gt.height - 1] * 2)
             same = np.vstack([gt.boxes[gt.classes == gt.classes[k]],
                               gt.extra[gt.extra_classes == gt.classes[k]]])  # fmt: skip
             assert bbox_overlaps_py(box[None], same).max() < 0.3
@@ -418,9 +418,11 @@ def test_boxes_moved_off_their_objects_lower_the_metric_as_defined(data, tmp_pat
     # per class: the unmoved objects (score 1) are true positives, all before the false ones
     recall = {}
     for cls in range(1, 5):
-        hits = [not shifted(i, k) for i, g in enumerate(gts) for k in np.flatnonzero(g.classes == cls)]
+        hits = [
+            not shifted(i, k) for i, g in enumerate(gts) for k in np.flatnonzero(g.classes == cls)
+        ]
         recall[cls] = sum(hits) / len(hits)
-    assert 0 < min(recall.values()) and max(recall.values()) < 1
+    assert len(set(recall.values())) == 4  # from 0 (every box of the class moved) to 1
     if dataset == "coco":
         want = coco_ap50(recall.values())
         assert results["AP50"] == pytest.approx(want, abs=1e-12)
@@ -490,8 +492,8 @@ def test_multi_scale_detections_are_merged_then_suppressed(data, tmp_path):
 
 def test_soft_nms_keeps_duplicates_with_decayed_scores(data, tmp_path):
     """USE_SOFTNMS (gaussian, sigma 0.6): scale B's duplicate of an even object stays, its score
-    0.8 decayed by exp(-iou^2 / 0.6) against scale A's box; the decay by other objects of the
-    class (IoU < 0.03 with each) is below 0.2%."""
+    0.8 decayed by exp(-iou^2 / 0.6) against scale A's box. Each box of another object of the
+    class (IoU < 0.03) decays a score by less than 0.2% more."""
     results, all_boxes, gts = run(data, tmp_path, scales=(SCALE_A, SCALE_B), plan=two_scale_plan,
                                   soft_nms=True)  # fmt: skip
     assert results["AP50"] == 1.0  # every duplicate scores below every true positive

@@ -1,0 +1,71 @@
+"""Testing with given proposals (``TEST.HAS_RPN: false``), the original's second test mode, for
+R-FCN and Faster R-CNN: the roidb's proposal boxes feed the test symbol's ``rois`` input."""
+
+import pickle
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from faster_rcnn.symbols import get_network as rcnn_network
+from lib.core.tester import test_net
+from lib.core.trainer import train_net
+from lib.dataset.load_data import get_imdb
+from lib.dataset.proposals import proposal_file
+from rfcn.symbols import get_network as rfcn_network
+from tests.e2e.detection import check_detections, make_data, tiny_config
+
+CASES = [
+    ("experiments/rfcn/cfgs/synthetic_rfcn.yaml", rfcn_network),
+    ("experiments/faster_rcnn/cfgs/synthetic_rcnn.yaml", rcnn_network),
+]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return make_data(tmp_path_factory.mktemp("data"))
+
+
+@pytest.mark.parametrize("cfg_path, get_network", CASES, ids=["rfcn", "faster_rcnn"])
+def test_given_proposals(cfg_path, get_network, data_root, tmp_path):
+    cfg = tiny_config(cfg_path, data_root, tmp_path, ["TRAIN.end_epoch=2"])
+    net = get_network(cfg.symbol)
+    train_net(cfg, net, cfg_path, ctx=[mx.cpu()], seed=0, num_workers=1)
+    cfg.TEST.HAS_RPN = False
+    imdb = get_imdb(cfg.dataset.dataset, cfg.dataset.test_image_set, cfg.dataset.root_path,
+                    cfg.dataset.dataset_path)  # fmt: skip
+    path = proposal_file(imdb, cfg.dataset.proposal, cfg.dataset.root_path)
+    with pytest.raises(FileNotFoundError, match=f"proposal file {path} does not exist"):
+        test_net(cfg, net, cfg_path, epoch=2, ctx=[mx.cpu()], num_workers=1)
+
+    # the gt boxes, jittered, plus random boxes: a different number per image
+    rng = np.random.RandomState(0)
+    proposals = []
+    for i, rec in enumerate(imdb.gt_roidb()):
+        gt = rec["boxes"].astype(np.float32)
+        jitter = gt + rng.uniform(-3, 3, gt.shape).astype(np.float32)
+        x1, y1 = rng.uniform(0, rec["width"] / 2, (2, 5 + i))
+        extra = np.stack([x1, y1, x1 + 20, y1 + 20], axis=1).astype(np.float32)
+        proposals.append(
+            np.clip(np.vstack([gt, jitter, extra]), 0, min(rec["width"], rec["height"]) - 1)
+        )
+    (tmp_path / "p").mkdir()
+    cfg.dataset.proposal = str(tmp_path / "p" / "proposals.pkl")
+    with open(cfg.dataset.proposal, "wb") as f:
+        pickle.dump(proposals, f)
+    results = test_net(cfg, net, cfg_path, epoch=2, ctx=[mx.cpu()], num_workers=1)
+    with open(results["detections_file"], "rb") as f:
+        all_boxes = pickle.load(f)["all_boxes"]
+    check_detections(all_boxes, cfg)
+    assert 0.0 <= results["AP50"] <= 1.0
+    # every detection is a given proposal moved by the predicted deltas: none far outside them
+    for j in range(1, cfg.dataset.NUM_CLASSES):
+        for dets, props in zip(all_boxes[j], proposals):
+            if len(dets):
+                near = np.abs(dets[:, None, :4] - props[None]).max(axis=2).min(axis=1)
+                assert (near < 64).all()
+
+    with open(cfg.dataset.proposal, "wb") as f:
+        pickle.dump(proposals[:1], f)
+    with pytest.raises(ValueError, match="must hold a list of 2 arrays"):
+        test_net(cfg, net, cfg_path, epoch=2, ctx=[mx.cpu()], num_workers=1)
