@@ -1,5 +1,6 @@
 """Tests for lib.core.module: fixed params, re-binding with shared params, optimizer states, NaN."""
 
+import math
 import os
 import pickle
 
@@ -261,13 +262,36 @@ def test_nan_reaching_only_the_params_stops_at_the_epoch_end(tmp_path):
 
 
 def test_metric_without_instances_is_not_an_error():
-    class NoInstances(mx.metric.EvalMetric):
+    """A metric that saw no instance (e.g. FG accuracy before the first foreground RoI) is NaN
+    legitimately: the NaN check skips it, so training goes on and checkpoints are written;
+    with one instance the same NaN stops training."""
+
+    class FgAccuracy(mx.metric.EvalMetric):
+        """Counts ``instances`` per batch: 0 / 0 = NaN without any; NaN on purpose with some."""
+
+        def __init__(self, instances):
+            super().__init__("fg")
+            self.instances = instances
+
         def update(self, labels, preds):
-            pass  # num_inst stays 0 -> value NaN, legitimately
+            self.num_inst += self.instances
+            if self.instances:
+                self.sum_metric = float("nan")
+
+    ends = []
+    mod = MutableModule(tiny_net(), ["data"], ["softmax_label"])
+    comp = mx.metric.CompositeEvalMetric([mx.metric.Accuracy(), FgAccuracy(0)])
+    mod.fit(ListIter([[batch(4, 8, 8)], [batch(4, 8, 8, seed=1)]]), num_epoch=2, eval_metric=comp,
+            epoch_end_callback=lambda epoch, *_: ends.append(epoch))  # fmt: skip
+    assert ends == [0, 1] and mod.optimizer.num_update == 2
+    names, values = comp.get()
+    assert names == ["accuracy", "fg"]
+    assert math.isfinite(values[0]) and math.isnan(values[1])  # NaN, yet not an error
 
     mod = MutableModule(tiny_net(), ["data"], ["softmax_label"])
-    comp = mx.metric.CompositeEvalMetric([mx.metric.Accuracy(), NoInstances("fg")])
-    mod.fit(ListIter([[batch(4, 8, 8)]]), num_epoch=1, eval_metric=comp)
+    comp = mx.metric.CompositeEvalMetric([mx.metric.Accuracy(), FgAccuracy(1)])
+    with pytest.raises(NonFiniteLossError, match="fg"):
+        mod.fit(ListIter([[batch(4, 8, 8)]]), num_epoch=1, eval_metric=comp)
 
 
 # -- resume (in process; the SIGKILL version is test_core_resume.py) ------------------------

@@ -1,9 +1,11 @@
-"""lib.core.tester: per-class selection of detections, test scales and the detections cache."""
+"""lib.core.tester: im_detect on hand-worked boxes, per-class selection of detections, test
+scales and the detections cache (the whole path: test_detection_oracle.py)."""
 
 import logging
 import os
 import pickle
 
+import mxnet as mx
 import numpy as np
 import pytest
 
@@ -164,3 +166,106 @@ def test_test_scales_default_to_the_first_training_scale():
     assert test_scales(cfg) == [(256, 384)]
     cfg.TEST_SCALES = [(100, 200), (300, 400)]
     assert test_scales(cfg) == [(100, 200), (300, 400)]
+
+
+# ------------------------------------------------------------------------------ im_detect
+# Hand-worked boxes: (x1, y1, x2, y2) inclusive, w = x2 - x1 + 1, centre x1 + (w - 1) / 2.
+
+
+class _FixedOutputs:
+    """A predictor returning fixed outputs, one dict per device."""
+
+    def __init__(self, per_device):
+        self.per_device = per_device
+
+    def predict(self, batch):
+        return [{k: mx.nd.array(v) for k, v in d.items()} for d in self.per_device]
+
+
+def _device(rois, deltas, scores):
+    """Outputs of a device with B images of R RoIs: rois (B, R, 4), deltas (B, R, 4 R_cls)."""
+    rois = np.asarray(rois, np.float64)
+    b, r = rois.shape[:2]
+    with_index = np.concatenate([np.repeat(np.arange(b), r)[:, None], rois.reshape(-1, 4)], 1)
+    return {
+        "rois_output": with_index,
+        "cls_prob_reshape_output": np.asarray(scores, np.float64),
+        "bbox_pred_reshape_output": np.asarray(deltas, np.float64),
+    }
+
+
+LN3 = np.log(3.0)
+
+
+def test_im_detect_decodes_clips_to_the_input_and_divides_by_the_scale():
+    # RoI (10, 4, 29, 23): w = h = 20, centre (19.5, 13.5). Deltas (0.5, -0.25, ln 3, 0):
+    # centre (29.5, 8.5), w 60, h 20 -> (0, -1, 59, 18); clipped to the 50 x 30 input
+    # (0, 0, 49, 18); divided by the scale 0.5 -> (0, 0, 98, 36).
+    # Class 0's columns (zero deltas): the RoI itself / 0.5 = (20, 8, 58, 46).
+    # RoI (6, 2, 13, 9), zero deltas -> (12, 4, 26, 18).
+    deltas = [[[0, 0, 0, 0, 0.5, -0.25, LN3, 0], [0] * 8]]
+    scores = [[[0.3, 0.7], [0.6, 0.4]]]
+    outputs = _FixedOutputs([_device([[[10, 4, 29, 23], [6, 2, 13, 9]]], deltas, scores)])
+    # im_info from the data, as in a plain DataBatch (no image_sizes: no clip to the image)
+    batch = mx.io.DataBatch([mx.nd.zeros((1, 3, 30, 50)), mx.nd.array([[30, 50, 0.5]])], pad=0)
+    ((got_scores, boxes),) = tester.im_detect(outputs, batch, ["data", "im_info"])
+    np.testing.assert_allclose(got_scores, scores[0], rtol=1e-6)
+    want = [[20, 8, 58, 46, 0, 0, 98, 36], [12, 4, 26, 18, 12, 4, 26, 18]]
+    np.testing.assert_allclose(boxes, want, rtol=0, atol=1e-4)
+
+
+def test_im_detect_maps_images_to_devices_and_clips_to_the_original_image():
+    """2 devices x 2 images, the last a padding entry: image i is row i % 2 of device i // 2."""
+    # image 0: im_info 30 x 50 at scale 0.5 of a 61 x 101 image; the RoI of the test above:
+    #   (0, -1, 59, 18) -> input clip (0, 0, 49, 18) -> (0, 0, 98, 36); the image clip (100, 60)
+    #   alone would give x2 = min(118, 100) = 100.
+    # image 1: 25 x 37 at scale 1.6 -> 40 x 59, padded to 40 x 64: RoI (50, 30, 63, 39) in the
+    #   padding -> / 1.6 = (31.25, 18.75, 39.375, 24.375) -> image clip (31.25, 18.75, 36, 24).
+    # image 2: 10 x 16 at scale 3: RoI (3, 6, 17, 20) -> (1, 2, 17/3, 20/3).
+    # Each image's second RoI (0, 0, 3, 3) -> (0, 0, 3, 3) / scale.
+    im_info = [[30, 50, 0.5], [40, 64, 1.6], [32, 48, 3.0], [32, 48, 3.0]]
+    second = [0, 0, 3, 3]
+    zero = [0.0] * 8
+    scores = [[[0.1 * i, 1 - 0.1 * i], [0.5, 0.5]] for i in range(4)]
+    dev0 = _device([[[10, 4, 29, 23], second], [[50, 30, 63, 39], second]],
+                   [[[0] * 4 + [0.5, -0.25, LN3, 0], zero], [zero, zero]], scores[:2])  # fmt: skip
+    dev1 = _device([[[3, 6, 17, 20], second], [[0, 0, 40, 40], second]], [[zero, zero]] * 2,
+                   scores[2:])  # fmt: skip
+    batch = mx.io.DataBatch([mx.nd.zeros((4, 3, 40, 64)), mx.nd.array(im_info)], pad=1)
+    batch.im_info = np.array(im_info[:3], np.float32)
+    batch.image_sizes = np.array([[61, 101], [25, 37], [10, 16]])
+    results = tester.im_detect(_FixedOutputs([dev0, dev1]), batch, ["data", "im_info"])
+    assert len(results) == 3  # the padding entry is dropped
+    want = [
+        [0, 0, 98, 36],
+        [31.25, 18.75, 36, 24],
+        [1, 2, 17 / 3, 20 / 3],
+    ]
+    for i, (got_scores, boxes) in enumerate(results):
+        np.testing.assert_allclose(got_scores, scores[i], rtol=1e-6)
+        np.testing.assert_allclose(boxes[0, 4:], want[i], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(boxes[1, 4:], np.array(second) / im_info[i][2], atol=1e-4)
+    # the same from a plain DataBatch: im_info from the data, less the padding entry
+    del batch.im_info
+    again = tester.im_detect(_FixedOutputs([dev0, dev1]), batch, ["data", "im_info"])
+    assert len(again) == 3
+    for (scores_a, boxes_a), (scores_b, boxes_b) in zip(results, again):
+        np.testing.assert_array_equal(scores_a, scores_b)
+        np.testing.assert_array_equal(boxes_a, boxes_b)
+
+
+def test_im_detect_reads_the_rois_input_without_rpn():
+    """TEST.HAS_RPN off: the RoIs are the ``rois`` input, each image's first ``num_rois`` rows."""
+    rois = [[[0, 4, 6, 10, 12], [0, 0, 0, 0, 0]], [[1, 8, 8, 9, 9], [1, 2, 2, 20, 18]]]
+    scores = [[[0.2, 0.8], [1, 0]], [[0.4, 0.6], [0.9, 0.1]]]
+    device = {"cls_prob_reshape_output": scores, "bbox_pred_reshape_output": np.zeros((2, 2, 8))}
+    outputs = _FixedOutputs([device])
+    batch = mx.io.DataBatch([mx.nd.zeros((2, 3, 20, 30)), mx.nd.array(rois)], pad=0)
+    batch.im_info = np.array([[20, 30, 2.0], [20, 30, 4.0]], np.float32)
+    batch.num_rois = [1, 2]
+    first, second = tester.im_detect(outputs, batch, ["data", "rois"])
+    np.testing.assert_allclose(first[0], scores[0][:1], rtol=1e-6)
+    np.testing.assert_allclose(first[1], [[2, 3, 5, 6] * 2], atol=1e-6)
+    np.testing.assert_allclose(second[0], scores[1], rtol=1e-6)
+    np.testing.assert_allclose(second[1], [[2, 2, 2.25, 2.25] * 2, [0.5, 0.5, 5, 4.5] * 2],
+                               atol=1e-6)  # fmt: skip

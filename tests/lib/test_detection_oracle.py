@@ -300,9 +300,10 @@ def run(data, out_dir, dataset="coco", scales=(SCALE_A,), plan=perfect, class_ag
         has_rpn=True, flipped=False, soft_nms=False):  # fmt: skip
     """pred_eval of the oracle over a dataset: (metrics, all_boxes, its ground truth)."""
     imdb, gts = data["mirrored" if flipped else dataset]
-    records = data[dataset][0].gt_roidb()
+    original = data[dataset][0]
+    records = original.gt_roidb()
     if flipped:  # the flipped copies of the original records, against mirrored annotations
-        records = imdb.append_flipped_images(records)[NUM_IMAGES:]
+        records = original.append_flipped_images(records)[NUM_IMAGES:]
     cfg = make_cfg(class_agnostic, soft_nms)
     kwargs = dict(has_rpn=has_rpn, seed=0, num_workers=0, images_per_device=PER_DEVICE)
     loaders = [TestLoader(records, cfg, DEVICES * PER_DEVICE, scale=sc, **kwargs) for sc in scales]

@@ -96,6 +96,23 @@ def anchor_loader(roidb, cfg=None, **kwargs) -> AnchorLoader:
     )  # fmt: skip
 
 
+def network_input(path: str, flipped: bool, scale: float) -> np.ndarray:
+    """(1, 3, h, w) float32 tensor of an image file, computed here from its definition: read as
+    BGR, mirrored if flipped, resized by ``scale`` (bilinear), RGB minus the means."""
+    im = cv2.imread(path, cv2.IMREAD_COLOR)
+    if flipped:
+        im = np.ascontiguousarray(im[:, ::-1])
+    im = cv2.resize(im, None, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    rgb = im[:, :, ::-1].astype(np.float32) - np.float32([123.15, 115.90, 103.06])
+    return rgb.transpose(2, 0, 1)[np.newaxis]
+
+
+def mirrored_boxes(rec) -> np.ndarray:
+    """The record's boxes mirrored in its image: x1' = W - 1 - x2, x2' = W - 1 - x1."""
+    x1, y1, x2, y2 = np.asarray(rec["boxes"], dtype=np.float64).T
+    return np.stack([rec["width"] - 1 - x2, y1, rec["width"] - 1 - x1, y2], axis=1)
+
+
 def expected_scale(height: int, width: int, target: int, max_size: int) -> float:
     scale = target / min(height, width)
     return max_size / max(height, width) if round(scale * max(height, width)) > max_size else scale
@@ -210,12 +227,11 @@ def test_get_image_scales_boxes_and_im_info(roidb):
     # Flipped copy: x1' = W - x2 - 1 in the roidb, then scaled like the rest.
     flipped = roidb[n]
     assert flipped["flipped"] and flipped["image"] == rec["image"]
-    np.testing.assert_array_equal(flipped["boxes"][:, 0], rec["width"] - rec["boxes"][:, 2] - 1)
-    np.testing.assert_array_equal(recs[1]["boxes"], np.round(flipped["boxes"] * s))
-    # and the pixels are mirrored (up to resampling)
-    diff_mirrored = np.abs(tensors[1] - tensors[0][..., ::-1]).mean()
-    diff_plain = np.abs(tensors[1] - tensors[0]).mean()
-    assert diff_mirrored < 0.25 * diff_plain
+    np.testing.assert_array_equal(flipped["boxes"], mirrored_boxes(rec))
+    np.testing.assert_array_equal(recs[1]["boxes"], np.round(mirrored_boxes(rec) * s))
+    # and the pixels are those of the mirrored image, exactly
+    np.testing.assert_array_equal(tensors[0], network_input(rec["image"], False, s))
+    np.testing.assert_array_equal(tensors[1], network_input(rec["image"], True, s))
 
 
 # ----------------------------------------------------------------------------- AnchorLoader
@@ -253,18 +269,21 @@ def test_anchor_loader_shapes_and_targets(roidb):
 
 
 def test_anchor_loader_flipped_copies(roidb):
+    """A flipped record gives the mirrored image's pixels and its boxes mirrored in the original
+    image (x1' = W - 1 - x2), then scaled and rounded like any box: exact to the pixel."""
     n = len(roidb) // 2
-    loader = anchor_loader([roidb[1], roidb[1 + n]], shuffle=False)
+    rec = roidb[1]
+    loader = anchor_loader([rec, roidb[1 + n]], shuffle=False)
     plain, flipped = all_batches(loader)
-    d0, d1 = plain.data[0].asnumpy(), flipped.data[0].asnumpy()
-    assert d0.shape == d1.shape
-    assert np.abs(d1 - d0[..., ::-1]).mean() < 0.25 * np.abs(d1 - d0).mean()
-    w = d0.shape[3]
-    g0, g1 = plain.data[2].asnumpy()[0], flipped.data[2].asnumpy()[0]
-    np.testing.assert_array_equal(g0[:, 4], g1[:, 4])
-    # mirrored in the resized image up to the rounding of each coordinate
-    np.testing.assert_allclose(g1[:, 0], w - 1 - g0[:, 2], atol=1.5)
-    np.testing.assert_allclose(g1[:, 2], w - 1 - g0[:, 0], atol=1.5)
+    s = expected_scale(rec["height"], rec["width"], *SCALES[0])
+    want_boxes = {False: np.asarray(rec["boxes"], np.float64), True: mirrored_boxes(rec)}
+    for batch, is_flipped in ((plain, False), (flipped, True)):
+        data = batch.data[0].asnumpy()
+        np.testing.assert_array_equal(data, network_input(rec["image"], is_flipped, s))
+        gt = batch.data[2].asnumpy()[0]
+        np.testing.assert_array_equal(gt[:, :4], np.round(want_boxes[is_flipped] * s))
+        np.testing.assert_array_equal(gt[:, 4], rec["gt_classes"])
+    loader.close()
 
 
 def test_anchor_loader_with_a_symbol_and_infer_shape(roidb):

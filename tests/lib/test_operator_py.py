@@ -372,6 +372,110 @@ def test_proposal_target_symbol_from_config():
     assert not parse_bool(attrs["class_agnostic"])
 
 
+# Distinct thresholds: a RoI with IoU in [BG_HI, FG) is neither foreground nor background, one
+# below BG_LO neither; with FG_FRACTION 0.3 a sample of 20 RoIs holds 6 foreground ones.
+FG, BG_HI, BG_LO, FG_FRACTION = 0.6, 0.4, 0.1, 0.3
+SQUARE_GT = np.array([[0, 0, 99, 99, 3]], dtype=np.float64)
+
+
+def rois_with_ious(percents, batch_index=0):
+    """RoIs inside the gt box (0, 0, 99, 99), p px high: IoU exactly p / 100 (+1 convention);
+    p = 0 is a RoI far from it (IoU 0)."""
+    rows = [[0, 0, 99, p - 1] if p else [200, 200, 250, 250] for p in percents]
+    return np.hstack([np.full((len(rows), 1), batch_index), np.array(rows, np.float64)])
+
+
+def ious_of(rois):
+    return bbox_overlaps_py(rois[:, 1:], SQUARE_GT[:, :4])[:, 0]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sample_rois_uses_distinct_thresholds_and_the_fg_fraction(seed):
+    candidates = rois_with_ious(range(101))  # IoU 0, 0.01, ..., 1: plenty of each kind
+    np.testing.assert_array_equal(ious_of(candidates), np.arange(101) / 100)
+    num_fg = int(round(FG_FRACTION * 20))
+    rois, labels, _, weights = sample_rois(
+        candidates, num_fg, 20, 2, SQUARE_GT, fg_thresh=FG, bg_thresh_hi=BG_HI,
+        bg_thresh_lo=BG_LO, class_agnostic=True, rng=np.random.RandomState(seed),
+    )  # fmt: skip
+    ious = ious_of(rois)
+    assert num_fg == 6 and (labels[:6] == 3).all() and (labels[6:] == 0).all()
+    assert (ious[:6] >= FG).all()
+    assert ((ious[6:] >= BG_LO) & (ious[6:] < BG_HI)).all()
+    assert len({tuple(r) for r in rois}) == 20  # enough of each: no repeats
+    assert (weights[:6, 4:] == 1).all() and (weights[6:] == 0).all()
+
+
+def test_sample_rois_never_samples_between_the_thresholds():
+    """Fewer candidates than the quotas, so nothing is drawn at random: all foreground RoIs
+    (IoU >= 0.6, 0.6 included), then all background ones (0.1 <= IoU < 0.4: 0.1 in, 0.4 out)
+    repeated in order; IoU in [0.4, 0.6) and below 0.1 never."""
+    fg, gray, bg, low = [60, 70, 85, 100], [40, 45, 50, 55, 59], [10, 20, 30, 39], [0, 5, 9]
+    candidates = rois_with_ious(low + bg + gray + fg)
+    rois, labels, _, _ = sample_rois(
+        candidates, 6, 20, 2, SQUARE_GT, fg_thresh=FG, bg_thresh_hi=BG_HI, bg_thresh_lo=BG_LO,
+        class_agnostic=True,
+    )  # fmt: skip
+    want = rois_with_ious(fg + bg * 4)
+    np.testing.assert_array_equal(rois, want)
+    np.testing.assert_array_equal(labels, [3] * 4 + [0] * 16)
+
+
+@pytest.mark.parametrize("normalized, agnostic", [(True, False), (False, True)])
+def test_proposal_target_symbol_passes_every_train_value(normalized, agnostic):
+    """Every TRAIN value set to a non-default value, and the two flags both ways, reach the op:
+    as its attributes, and in its output, which equals sample_rois called with the values."""
+    cfg = default_config("rfcn")
+    values = {
+        "FG_THRESH": FG, "BG_THRESH_HI": BG_HI, "BG_THRESH_LO": BG_LO,
+        "FG_FRACTION": FG_FRACTION, "BATCH_IMAGES": 1, "BATCH_ROIS": 20,
+        "BBOX_MEANS": (0.01, -0.02, 0.03, -0.04), "BBOX_STDS": (0.11, 0.12, 0.21, 0.22),
+        "BBOX_WEIGHTS": (0.5, 0.6, 0.7, 0.8),
+    }  # fmt: skip
+    for key, value in values.items():
+        assert np.all(cfg.TRAIN[key] != value), f"TRAIN.{key} is the default {value}"
+        cfg.TRAIN[key] = value
+    cfg.TRAIN.BBOX_NORMALIZATION_PRECOMPUTED, cfg.CLASS_AGNOSTIC = normalized, agnostic
+    num_reg = 2 if agnostic else 5
+    sym = proposal_target_symbol(cfg, mx.sym.var("rois"), mx.sym.var("gt_boxes"), num_reg)
+
+    attrs = _layer(sym, sym.name)["attrs"]
+    assert float(attrs["fg_thresh"]) == FG and float(attrs["bg_thresh_hi"]) == BG_HI
+    assert float(attrs["bg_thresh_lo"]) == BG_LO and float(attrs["fg_fraction"]) == FG_FRACTION
+    assert int(attrs["batch_images"]) == 1 and int(attrs["batch_rois"]) == 20
+    assert int(attrs["num_classes"]) == num_reg
+    for name in ("BBOX_MEANS", "BBOX_STDS", "BBOX_WEIGHTS"):
+        assert parse_floats(attrs[name.lower()]) == values[name]
+    assert parse_bool(attrs["bbox_normalization_precomputed"]) == normalized
+    assert parse_bool(attrs["class_agnostic"]) == agnostic
+
+    # 5 proposals + the gt make 6 foreground RoIs, exactly the quota round(0.3 * 20): nothing
+    # is drawn at random. Each other threshold, fraction or flag changes this sample.
+    proposals = rois_with_ious([0, 5, 9, 10, 20, 39, 40, 45, 50, 55, 59, 60, 70, 85, 90, 99])
+    outputs = sym.eval(mx.cpu(), rois=mx.nd.array(proposals), gt_boxes=mx.nd.array(SQUARE_GT))
+    got = [o.asnumpy() for o in outputs]
+    want = sample_rois(
+        np.vstack([proposals, rois_with_ious([100])]), 6, 20, num_reg, SQUARE_GT, fg_thresh=FG,
+        bg_thresh_hi=BG_HI, bg_thresh_lo=BG_LO, bbox_means=values["BBOX_MEANS"],
+        bbox_stds=values["BBOX_STDS"], bbox_weights=values["BBOX_WEIGHTS"],
+        normalize_targets=normalized, class_agnostic=agnostic,
+    )  # fmt: skip
+    assert [g.shape for g in got] == [(20, 5), (20,), (20, 4 * num_reg), (20, 4 * num_reg)]
+    assert (got[1] == 3).sum() == 6
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)
+    # the foreground targets (class 3's slot, or slot 1 when class-agnostic) are normalised with
+    # the means / stds only when BBOX_NORMALIZATION_PRECOMPUTED, and weighted as configured
+    delta = bbox_transform(got[0][:6, 1:], SQUARE_GT[[0] * 6, :4])
+    if normalized:
+        delta = (delta - values["BBOX_MEANS"]) / values["BBOX_STDS"]
+    slot = 4 if agnostic else 12
+    np.testing.assert_allclose(got[2][:6, slot : slot + 4], delta, rtol=1e-5, atol=1e-6)
+    weights = np.tile(np.float32(values["BBOX_WEIGHTS"]), (6, 1))
+    np.testing.assert_array_equal(got[3][:6, slot : slot + 4], weights)
+    assert (got[3][6:] == 0).all()
+
+
 # ----------------------------------------------------------------------------------------------
 # BoxAnnotatorOHEM
 
