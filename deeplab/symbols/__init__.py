@@ -1,4 +1,5 @@
 from deeplab.symbols.deeplab import SYMBOLS, DeepLab
+from lib.core.network import lookup
 
 __all__ = ["SYMBOLS", "DeepLab", "get_network"]
 
@@ -9,9 +10,4 @@ def get_network(name: str) -> DeepLab:
     Raises:
         ValueError: ``name`` is not in :data:`SYMBOLS` (the message lists the registered ones).
     """
-    try:
-        return SYMBOLS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown DeepLab symbol {name!r}; registered: {', '.join(sorted(SYMBOLS))}"
-        ) from None
+    return lookup(SYMBOLS, name, "DeepLab")

@@ -143,6 +143,7 @@ CONVERSIONS: dict[str, Callable[[Any], Any]] = {
     "network.RPN_FEAT_STRIDE": _feat_stride,
     "network.FIXED_PARAMS": _str_list,
     "network.FIXED_PARAMS_SHARED": _str_list,
+    "dataset.CLASSES": _str_list,
     "network.ANCHOR_SCALES": _number_tuple,
     "network.ANCHOR_RATIOS": _number_tuple,
     "TRAIN.BBOX_WEIGHTS": _float_array(4),
@@ -220,8 +221,32 @@ def _fresh(tree: Mapping, prefix: str = "") -> dict:
     return out
 
 
-def _check(tree: dict, source: str) -> None:
+def _check_classes(dataset: dict, arch: str, source: str) -> None:
+    """``dataset.CLASSES`` against ``dataset.NUM_CLASSES`` (see lib/config/defaults.py)."""
+    names = list(dataset["CLASSES"])
+    if not names:
+        return
+    detection = arch != "deeplab"
+    if detection and names[0] == "__background__":
+        names = names[1:]
+    if len({n.lower() for n in names}) != len(names) or not all(n.strip() for n in names):
+        raise ValueError(
+            f"bad value for config key dataset.CLASSES in {source}: names must be non-empty and "
+            f"distinct (case-insensitively), got {names}"
+        )
+    expected = len(names) + 1 if detection else len(names)
+    if dataset["NUM_CLASSES"] != expected:
+        counted = f"{len(names)} classes + background" if detection else f"{len(names)} classes"
+        raise ValueError(
+            f"config keys dataset.NUM_CLASSES and dataset.CLASSES disagree in {source}: "
+            f"NUM_CLASSES is {dataset['NUM_CLASSES']} but CLASSES lists {counted} = {expected} "
+            f"({', '.join(names)})"
+        )
+
+
+def _check(tree: dict, source: str, arch: str = DEFAULT_ARCH) -> None:
     """Cross-key checks, run once on the merged config."""
+    _check_classes(tree["dataset"], arch, source)
     if tree["cpu_contexts"] < 1:
         raise ValueError(
             f"bad value for config key cpu_contexts in {source}: {tree['cpu_contexts']} < 1"
@@ -327,7 +352,7 @@ def load_config(
     _merge(tree, data, source)
     for update, update_source in updates:
         _merge(tree, update, update_source)
-    _check(tree, source + (" with overrides" if updates else ""))
+    _check(tree, source + (" with overrides" if updates else ""), arch)
     cfg = EasyDict(tree)
     unused = unused_settings(cfg, arch)
     if unused:

@@ -82,6 +82,12 @@ DEFAULTS: dict[str, Any] = {
         "dataset_path": "./data/VOCdevkit",
         # Number of classes, background included.
         "NUM_CLASSES": 21,
+        # Class names, in the network's class order; empty: the dataset's own (COCO json
+        # categories, VOC's 20, Cityscapes' 19). Detection lists the object classes only (the
+        # background is class 0; a leading '__background__' is accepted), so NUM_CLASSES must
+        # be len(CLASSES) + 1; segmentation lists all NUM_CLASSES. A VOC-format tree takes its
+        # class list from here; a COCO json's categories must match it. The demos draw these.
+        "CLASSES": [],
         # Source of RoIs when a stage does not run its own RPN ('rpn', 'selective_search').
         "proposal": "rpn",
         # Cityscapes label directory name (gtFine or gtCoarse); segmentation only.

@@ -19,7 +19,7 @@ Knowledge of one architecture (layer names, the bbox-regression layout) stays in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 import mxnet as mx
@@ -39,9 +39,21 @@ from lib.core.metric import (
     get_rcnn_names,
 )
 from lib.core.seg_loader import TrainDataLoader
-from lib.symbols.resnet_v1 import SCRATCH_BACKBONE_RULES
+from lib.symbols.rcnn import rcnn_rois, rcnn_test_outputs, rcnn_train_outputs
+from lib.symbols.resnet_v1 import PRESETS, SCRATCH_BACKBONE_RULES, resnet_v1
+from lib.symbols.rpn import rpn_head, rpn_train_outputs
 
-__all__ = ["Network", "SegmentationNetwork", "TwoStageDetector"]
+__all__ = ["Network", "SegmentationNetwork", "TwoStageDetector", "lookup"]
+
+
+def lookup(registry: Mapping[str, Any], name: str, what: str) -> Any:
+    """``registry[name]``, or a ValueError naming ``what`` and the registered names."""
+    try:
+        return registry[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown {what} symbol {name!r}; registered: {', '.join(sorted(registry))}"
+        ) from None
 
 
 class Network(Protocol):
@@ -96,13 +108,75 @@ def _init_rules(from_scratch: bool) -> list[Rule]:
 class TwoStageDetector:
     """Shared answers of the single-scale two-stage detectors (R-FCN, Faster R-CNN).
 
-    Subclasses (frozen dataclasses) implement ``__call__`` and ``bbox_pred_spec``.
+    Subclasses are frozen dataclasses with the fields ``depth``, ``width``, ``backbone`` (a
+    :data:`lib.symbols.resnet_v1.PRESETS` key) and ``rpn_channels``; they implement
+    ``head(feat, rois, num_classes, num_reg_classes) -> (cls_score, bbox_pred)`` on res5 and
+    ``bbox_pred_spec``. :meth:`__call__` builds the rest, the same for both: ResNet-v1 to res4
+    (RPN) and res5 (head), the RPN with its losses and proposals, the R-CNN RoIs, losses and
+    test outputs (:mod:`lib.symbols.rpn`, :mod:`lib.symbols.rcnn`).
     """
 
     task: ClassVar[str] = "detection"
     #: stride of the RPN score map (res4) and of the RoI pooling (dilated res5): 16
     feat_stride: ClassVar[int] = 16
     loss_outputs: ClassVar[tuple[str, ...]] = ("rpn_bbox_loss_output", "bbox_loss_reshape_output")
+
+    #: internal layers whose outputs a test symbol shows first (the offset demos' networks)
+    test_outputs: tuple[str, ...] = ()
+
+    def __call__(self, cfg: Any, is_train: bool = True) -> mx.sym.Symbol:
+        """The training (``is_train``) or test symbol for ``cfg``.
+
+        Training outputs, in order: ``rpn_cls_prob``, ``rpn_bbox_loss``, ``cls_prob_reshape``,
+        ``bbox_loss_reshape``, ``blockgrad0``; testing: the :attr:`test_outputs`, ``rois``
+        (unless ``TEST.HAS_RPN`` is off: then the RoIs are the ``rois`` input),
+        ``cls_prob_reshape``, ``bbox_pred_reshape``.
+        """
+        num_classes = cfg.dataset.NUM_CLASSES
+        num_reg_classes = 2 if cfg.CLASS_AGNOSTIC else num_classes
+        conv_feat, relu1 = resnet_v1(
+            mx.sym.var("data"),
+            depth=self.depth,
+            width=self.width,
+            stages_out=(4, 5),
+            **PRESETS[self.backbone],
+        )
+        has_rpn = is_train or cfg.TEST.HAS_RPN
+        if has_rpn:
+            im_info = mx.sym.var("im_info")
+            rpn_cls_score, rpn_bbox_pred = rpn_head(
+                conv_feat, cfg.network.NUM_ANCHORS, self.rpn_channels
+            )
+        if is_train:
+            rpn = rpn_train_outputs(
+                cfg,
+                rpn_cls_score,
+                rpn_bbox_pred,
+                im_info,
+                label=mx.sym.var("label"),
+                bbox_target=mx.sym.var("bbox_target"),
+                bbox_weight=mx.sym.var("bbox_weight"),
+            )
+            rois, label, bbox_target, bbox_weight = rcnn_rois(
+                cfg, True, num_reg_classes, rpn_rois=rpn.rois
+            )
+        elif has_rpn:
+            (rois,) = rcnn_rois(cfg, False, num_reg_classes, None, rpn_cls_score, rpn_bbox_pred,
+                                im_info)  # fmt: skip
+        else:
+            (rois,) = rcnn_rois(cfg, False, num_reg_classes)
+
+        cls_score, bbox_pred = self.head(relu1, rois, num_classes, num_reg_classes)
+        if is_train:
+            losses = rcnn_train_outputs(cfg, cls_score, bbox_pred, label, bbox_target,
+                                        bbox_weight, num_classes, num_reg_classes)  # fmt: skip
+            return mx.sym.Group([rpn.cls_prob, rpn.bbox_loss, *losses])
+        cls_prob, bbox_pred = rcnn_test_outputs(
+            cfg, cls_score, bbox_pred, num_classes, num_reg_classes
+        )
+        internals = cls_prob.get_internals()
+        shown = [internals[f"{name}_output"] for name in self.test_outputs]
+        return mx.sym.Group([*shown, *([rois] if has_rpn else []), cls_prob, bbox_pred])
 
     def init_rules(self, from_scratch: bool = False) -> list[Rule]:
         """RPN / head layers N(0, 0.01) with zero biases, offset layers zero (a deformable

@@ -61,6 +61,7 @@ from lib.utils.logger import create_logger, experiment_output_path
 __all__ = [
     "Detections",
     "Predictor",
+    "bind_test_network",
     "build_nms",
     "class_candidates",
     "detection_cache_key",
@@ -69,6 +70,7 @@ __all__ = [
     "pred_eval",
     "select_detections",
     "suppress",
+    "test_inputs",
     "test_net",
     "test_scales",
 ]
@@ -502,11 +504,60 @@ def detection_cache_key(
 # ------------------------------------------------------------------------------ test_net
 
 
-def _test_inputs(sym: mx.sym.Symbol) -> tuple[list[str], list[str]]:
-    args = set(sym.list_arguments())
+def test_inputs(sym: mx.sym.Symbol) -> tuple[list[str], list[str]]:
+    """``(data names, label names)`` of a test symbol: among ``data``, ``im_info``, ``rois``;
+    labels are its ``*_label`` arguments (DeepLab's ``softmax_label``)."""
+    args = sym.list_arguments()
     data_names = [n for n in ("data", "im_info", "rois") if n in args]
-    label_names = [n for n in sym.list_arguments() if n.endswith("_label")]
-    return data_names, label_names
+    return data_names, [n for n in args if n.endswith("_label")]
+
+
+test_inputs.__test__ = False  # not a pytest test when imported into a test module
+
+
+def bind_test_network(
+    sym: mx.sym.Symbol,
+    arg_params: Mapping[str, mx.nd.NDArray],
+    aux_params: Mapping[str, mx.nd.NDArray],
+    ctx: Any,
+    max_shapes: Sequence[tuple[str, tuple]],
+    provide_data: Sequence,
+) -> Predictor:
+    """A :class:`Predictor` of ``sym`` bound at ``max_shapes`` with a checkpoint's params.
+
+    Every parameter of the symbol is checked against the checkpoint (names and shapes, before any
+    image is read); params the symbol does not use (e.g. training-only layers) are dropped. Label
+    inputs of a test symbol (DeepLab's ``softmax_label``) are bound at the shapes that follow
+    from the data.
+
+    Args:
+        max_shapes: ``[(name, shape)]`` of the largest batch
+            (:func:`lib.core.shapes.max_input_shapes`); inputs not listed take their
+            ``provide_data`` shape.
+        provide_data: the first batch's data descriptors.
+    """
+    data_names, label_names = test_inputs(sym)
+    args = sym.list_arguments()
+    first = {d[0]: tuple(d[1]) for d in provide_data}
+    shapes = {**first, **dict(max_shapes)}
+    first_inferred = dict(zip(args, sym.infer_shape_partial(**first)[0]))
+    max_inferred = dict(zip(args, sym.infer_shape_partial(**shapes)[0]))
+    provide_label = [(n, tuple(first_inferred[n])) for n in label_names]
+    max_label_shapes = [(n, tuple(max_inferred[n])) for n in label_names]
+    arg_shapes, aux_shapes = infer_param_shapes(sym, {**shapes, **dict(max_label_shapes)})
+    check_parameter_shapes(arg_shapes, aux_shapes, arg_params, aux_params)
+    return Predictor(
+        sym,
+        data_names,
+        label_names or None,
+        context=ctx,
+        max_data_shapes=list(max_shapes),
+        provide_data=provide_data,
+        provide_label=provide_label or None,
+        max_label_shapes=max_label_shapes or None,
+        arg_params={k: v for k, v in arg_params.items() if k in arg_shapes},
+        aux_params={k: v for k, v in aux_params.items() if k in aux_shapes},
+    )
 
 
 def test_net(
@@ -565,6 +616,8 @@ def test_net(
         cfg.dataset.dataset_path,
         result_path=output_dir,
         task=task,
+        classes=cfg.dataset.CLASSES,
+        num_classes=cfg.dataset.NUM_CLASSES,
     )
     batch_images = cfg.TEST.BATCH_IMAGES
     batch_size = batch_images * len(ctx)
@@ -599,38 +652,15 @@ def test_net(
             for scale in scales
         ]
     try:
-        data_names, label_names = _test_inputs(sym)
-        max_shapes = max_input_shapes(cfg, scales, batch_images, len(ctx), names=data_names)
         arg_params, aux_params = load_param(prefix, epoch, process=True)
         logger.info(
             "testing %s on %s (%d images, %d scale(s), %d device(s) x %d image(s))",
             ckpt, imdb.name, len(records), len(scales), len(ctx), batch_images,
         )  # fmt: skip
-        shapes = dict(max_shapes)
-        for desc in loaders[0].provide_data:
-            shapes.setdefault(desc[0], tuple(desc[1]))
-        # Label inputs of a test symbol (DeepLab's softmax_label) follow from the data shapes.
-        first = {d[0]: tuple(d[1]) for d in loaders[0].provide_data}
-        inferred = dict(zip(sym.list_arguments(), sym.infer_shape_partial(**first)[0]))
-        provide_label = [(n, inferred[n]) for n in label_names]
-        all_inferred = dict(zip(sym.list_arguments(), sym.infer_shape_partial(**shapes)[0]))
-        max_label_shapes = [(n, all_inferred[n]) for n in label_names]
-        shapes.update(max_label_shapes)
-        arg_shapes, aux_shapes = infer_param_shapes(sym, shapes)
-        check_parameter_shapes(arg_shapes, aux_shapes, arg_params, aux_params)
-        arg_params = {k: v for k, v in arg_params.items() if k in arg_shapes}
-        aux_params = {k: v for k, v in aux_params.items() if k in aux_shapes}
-        predictor = Predictor(
-            sym,
-            data_names,
-            label_names or None,
-            context=ctx,
-            max_data_shapes=max_shapes,
-            provide_data=loaders[0].provide_data,
-            provide_label=provide_label,
-            max_label_shapes=max_label_shapes,
-            arg_params=arg_params,
-            aux_params=aux_params,
+        data_names = test_inputs(sym)[0]
+        max_shapes = max_input_shapes(cfg, scales, batch_images, len(ctx), names=data_names)
+        predictor = bind_test_network(
+            sym, arg_params, aux_params, ctx, max_shapes, loaders[0].provide_data
         )
         if task == "segmentation":
             results = segment_dataset(predictor, loaders[0], imdb, cfg, output_dir, vis=vis)

@@ -65,7 +65,8 @@ from lib.core.module import MutableModule
 from lib.core.network import Network
 from lib.dataset import synthetic
 from lib.dataset.load_data import filter_roidb, load_gt_roidb, load_gt_segdb, merge_roidb
-from lib.utils.logger import create_logger, experiment_output_path
+from lib.utils.logger import create_logger, current_log_file, experiment_output_path
+from lib.utils.training_curves import write_curves_beside_log
 
 __all__ = [
     "TrainResult",
@@ -173,11 +174,16 @@ def load_train_records(cfg: Any, task: str) -> list[dict]:
     """The training roidb (detection, filtered) or segdb of every ``+``-joined image set."""
     image_sets = cfg.dataset.image_set.split("+")
     args = (cfg.dataset.root_path, cfg.dataset.dataset_path)
+    kwargs = {
+        "flip": cfg.TRAIN.FLIP,
+        "classes": cfg.dataset.CLASSES,
+        "num_classes": cfg.dataset.NUM_CLASSES,
+    }
     if task == "segmentation":
         return merge_roidb(
-            [load_gt_segdb(cfg.dataset.dataset, s, *args, flip=cfg.TRAIN.FLIP) for s in image_sets]
+            [load_gt_segdb(cfg.dataset.dataset, s, *args, **kwargs) for s in image_sets]
         )
-    roidbs = [load_gt_roidb(cfg.dataset.dataset, s, *args, flip=cfg.TRAIN.FLIP) for s in image_sets]
+    roidbs = [load_gt_roidb(cfg.dataset.dataset, s, *args, **kwargs) for s in image_sets]
     return filter_roidb(merge_roidb(roidbs), cfg)
 
 
@@ -362,12 +368,10 @@ def train_net(
     # Checked before the logger creates the output directory and writes into it.
     begin_epoch, notes = resolve_begin_epoch(cfg, prefix, overwrite)
     end_epoch = int(cfg.TRAIN.end_epoch)
-    root_logger, output_dir = create_logger(cfg.output_path, cfg_path, cfg.dataset.image_set, cfg)
+    _, output_dir = create_logger(cfg.output_path, cfg_path, cfg.dataset.image_set, cfg)
     for note in notes:
         logger.info(note)
-    log_file = next(
-        (h.baseFilename for h in root_logger.handlers if hasattr(h, "baseFilename")), None
-    )
+    log_file = current_log_file()
     if begin_epoch >= end_epoch:
         logger.info(
             "checkpoint %d already reaches TRAIN.end_epoch=%d: nothing to train",
@@ -413,7 +417,7 @@ def train_net(
         max_data_shapes=max_data_shape,
         max_label_shapes=max_label_shape,
         fixed_param_prefix=cfg.network.FIXED_PARAMS,
-        max_cached_modules=16,
+        max_cached_modules=64,  # shapes of image sizes x gt counts: avoid re-binding
     )
     eval_metric = mx.metric.CompositeEvalMetric()
     for metric in net.metrics(cfg):
@@ -470,4 +474,6 @@ def train_net(
         )
     finally:
         train_data.close()
+        # <log stem>_curves.png beside the log, also for a run stopped by an error; never raises
+        write_curves_beside_log(log_file, batches=train_data.num_batches)
     return TrainResult(prefix, output_dir, begin_epoch, end_epoch, history.history, log_file)

@@ -3,7 +3,8 @@
 Layout under ``data_path`` (the original README's ``./data/coco``)::
 
     annotations/instances_<image_set>.json     (image_info_<image_set>.json for 'test' sets)
-    images/<data_name>/COCO_<data_name>_%012d.jpg
+    images/<data_name>/COCO_<data_name>_%012d.jpg   (or each image's ``file_name``: see
+                                                      ``image_path_from_index``)
 
 ``data_name`` is the image set, except that minival2014 and valminusminival2014 live in
 val2014 and test-dev2015 in test2015.
@@ -38,6 +39,23 @@ from lib.dataset.imdb import IMDB, LimitedWarnings, Roidb
 from lib.evaluation import coco_box_ap, write_coco_results
 
 logger = logging.getLogger(__name__)
+
+# The 80 COCO categories in the order of the official json (class indices 1..80), as the
+# original rfcn/demo.py hard-coded them: the demos name the released models' classes with it
+# when no COCO annotations are at hand.
+COCO_CLASSES: tuple[str, ...] = (
+    "__background__",
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich",
+    "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote",
+    "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book",
+    "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
+)  # fmt: skip
 
 # Image sets whose images live in another set's directory.
 VIEW_MAP = {
@@ -136,9 +154,18 @@ class coco(IMDB):
         )
 
     def image_path_from_index(self, index: int) -> str:
-        """``data_path/images/<data_name>/COCO_<data_name>_%012d.jpg``."""
-        filename = f"COCO_{self.data_name}_{index:012d}.jpg"
-        return os.path.join(self.data_path, "images", self.data_name, filename)
+        """The image's ``file_name`` in the json, under ``data_path/images/<data_name>/``.
+
+        ``file_name`` may be absolute, or relative with ``..`` (a json of your own data can
+        point at images in any folder). Without one: ``COCO_<data_name>_%012d.jpg``, the
+        official name (which the official jsons also give).
+        """
+        filename = self.coco.imgs.get(index, {}).get("file_name") or (
+            f"COCO_{self.data_name}_{index:012d}.jpg"
+        )
+        path = os.path.join(self.data_path, "images", self.data_name, filename)
+        # resolved here: the folder a '..' climbs out of need not exist
+        return os.path.normpath(path) if ".." in filename else path
 
     def _roidb_sources(self) -> list[str]:
         return [self._get_ann_file()]

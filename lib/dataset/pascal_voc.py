@@ -137,7 +137,8 @@ class PascalVOC(IMDB):
         )
 
     def cache_options(self) -> dict[str, Any]:
-        return {"use_diff": self.use_diff}
+        # the class list decides gt_classes: another list must not reuse the cache
+        return {"use_diff": self.use_diff, "classes": list(self.classes)}
 
     def image_path_from_index(self, index: str) -> str:
         """``VOC<year>/JPEGImages/<index>.jpg``."""
@@ -194,7 +195,8 @@ class PascalVOC(IMDB):
             if cls is None or cls == 0:
                 raise ValueError(
                     f"unknown class name {name!r} in {filename}; known classes: "
-                    f"{', '.join(self.classes[1:])} (pass classes=[...] for a custom data set)"
+                    f"{', '.join(self.classes[1:])} (your own classes: list them in the "
+                    "config's dataset.CLASSES)"
                 )
             if not self.use_diff and _int_field(obj, "difficult", filename, name) != 0:
                 continue

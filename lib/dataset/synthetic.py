@@ -393,6 +393,48 @@ def iter_scenes(
         yield make_scene(seed, stream, index, size, fixed_size)
 
 
+#: The images of ``demo/``: (file name, height, width) at the sizes of real photos (COCO-like,
+#: Cityscapes, portrait).
+DEMO_IMAGES: tuple[tuple[str, int, int], ...] = (
+    ("synthetic_600x1000.jpg", 600, 1000),
+    ("synthetic_1024x2048.jpg", 1024, 2048),
+    ("synthetic_800x600.jpg", 800, 600),
+)
+
+
+def write_demo_images(
+    directory: PathLike,
+    images: Sequence[tuple[str, int, int]] = DEMO_IMAGES,
+    seed: int = 0,
+    min_objects: int = 3,
+    quality: int = 80,
+) -> list[Path]:
+    """Writes scenes at the given sizes for the demos, as JPEGs of ``quality``.
+
+    Each is the first scene of a ``(seed, 'demo', height, width)`` stream holding at least
+    ``min_objects`` objects (objects and clutter scale with the image), so the files are a
+    function of the arguments.
+
+    Returns:
+        The paths written.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, height, width in images:
+        for index in range(1000):
+            rng = np.random.default_rng([seed, zlib.crc32(b"demo"), height, width, index])
+            scene = render_scene(rng, height, width)
+            if len(scene.objects) >= min_objects:
+                break
+        ok, buf = cv2.imencode(".jpg", scene.image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        if not ok:
+            raise OSError(f"could not encode {directory / name}")
+        (directory / name).write_bytes(buf.tobytes())
+        written.append(directory / name)
+    return written
+
+
 # ------------------------------------------------------------------------------------ writers
 
 

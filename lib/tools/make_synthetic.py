@@ -4,8 +4,11 @@ Usage::
 
     python -m lib.tools.make_synthetic --root data/synthetic [--formats coco,voc,cityscapes] \\
         [--num-train 200] [--num-test 50] [--seed 0] [--size 256] [--fixed-size] [--force]
+    python -m lib.tools.make_synthetic --demo-images demo
 
 Does nothing when ``<root>/synthetic/meta.json`` already records the same parameters.
+``--demo-images DIR`` writes the images of ``demo/`` instead (scenes at 600x1000, 1024x2048 and
+800x600, :func:`lib.dataset.synthetic.write_demo_images`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-from lib.dataset.synthetic import FORMATS, generate
+from lib.dataset.synthetic import FORMATS, generate, write_demo_images
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -40,7 +43,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
         help="every image exactly size x size (default: sides drawn in [0.8, 1.25] x size)",
     )
     parser.add_argument("--force", action="store_true", help="regenerate even if up to date")
+    parser.add_argument("--demo-images", metavar="DIR", default=None,
+                        help="write the demo images (demo/) to DIR instead")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.demo_images:
+        return {
+            "demo_images": [str(p) for p in write_demo_images(args.demo_images, seed=args.seed)]
+        }
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:

@@ -15,8 +15,8 @@ The network input convention (the released models were trained with it):
 
 Differences from the original, all fixes:
 
-* a missing, empty, undecodable or truncated image raises an ``OSError`` naming the file (the
-  original asserted with a broken format string, or crashed later on ``None``);
+* a missing, empty, undecodable or truncated (JPEG, PNG) image raises an ``OSError`` naming the
+  file (the original asserted with a broken format string, or crashed later on ``None``);
 * an image whose decoded size differs from its record's ``height`` / ``width`` (the annotation's
   size) raises ``ValueError`` naming the file and both sizes (the original clipped the boxes to
   the wrong size); a segmentation label whose size differs from its image likewise;
@@ -83,6 +83,11 @@ def _jpeg_truncated(buf: bytes) -> bool:
     return buf[:2] == b"\xff\xd8" and b"\xff\xd9" not in buf[-4096:]
 
 
+def _png_truncated(buf: bytes) -> bool:
+    """Whether a PNG lacks its closing IEND chunk (libpng would fail, printing to stderr)."""
+    return buf[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in buf[-4096:]
+
+
 def read_image(path: str, flipped: bool = False) -> np.ndarray:
     """Reads an image as (H, W, 3) uint8 BGR, flipped horizontally when ``flipped``.
 
@@ -102,6 +107,8 @@ def read_image(path: str, flipped: bool = False) -> np.ndarray:
         raise ImageReadError(f"image file {path} is empty")
     if _jpeg_truncated(buf):
         raise ImageReadError(f"image file {path} is a truncated JPEG (no end-of-image marker)")
+    if _png_truncated(buf):
+        raise ImageReadError(f"image file {path} is a truncated PNG (no IEND chunk)")
     im = cv2.imdecode(
         np.frombuffer(buf, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     )

@@ -85,6 +85,14 @@ def setup_logger(
     return root
 
 
+def current_log_file() -> str | None:
+    """The log file of the last :func:`setup_logger` call (None if it was never called)."""
+    for handler in logging.getLogger().handlers:
+        if getattr(handler, _HANDLER_TAG, False) and isinstance(handler, logging.FileHandler):
+            return handler.baseFilename
+    return None
+
+
 def create_logger(
     root_output_path: str, cfg_path: str, image_set: str, cfg: Mapping | None = None
 ) -> tuple[logging.Logger, str]:

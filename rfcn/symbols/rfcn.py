@@ -42,9 +42,7 @@ import mxnet as mx
 from lib import ops
 from lib.core.checkpoint import RFCN_BBOX_PRED, BboxPredSpec
 from lib.core.network import TwoStageDetector
-from lib.symbols.rcnn import rcnn_rois, rcnn_test_outputs, rcnn_train_outputs
-from lib.symbols.resnet_v1 import BASE_WIDTH, PRESETS, resnet_v1
-from lib.symbols.rpn import rpn_head, rpn_train_outputs
+from lib.symbols.resnet_v1 import BASE_WIDTH, PRESETS
 
 __all__ = ["RFCN", "SYMBOLS"]
 
@@ -54,7 +52,8 @@ FEAT_STRIDE = TwoStageDetector.feat_stride
 
 @dataclasses.dataclass(frozen=True)
 class RFCN(TwoStageDetector):
-    """An R-FCN network as data; ``RFCN(...)(cfg, is_train)`` builds its symbol.
+    """An R-FCN network as data; ``RFCN(...)(cfg, is_train)`` builds its symbol
+    (:meth:`lib.core.network.TwoStageDetector.__call__` with the head :meth:`head`).
 
     Attributes:
         depth: ResNet-v1 depth (50, 101, 152).
@@ -88,66 +87,7 @@ class RFCN(TwoStageDetector):
         """Where ``lib.core.checkpoint`` folds the target normalisation in (``*_test``)."""
         return dataclasses.replace(RFCN_BBOX_PRED, spatial_repeat=self.group_size**2)
 
-    # --------------------------------------------------------------------------------- build
-
-    def __call__(self, cfg: Any, is_train: bool = True) -> mx.sym.Symbol:
-        """The training (``is_train``) or test symbol for ``cfg`` (see the module docstring)."""
-        num_classes = cfg.dataset.NUM_CLASSES
-        num_reg_classes = 2 if cfg.CLASS_AGNOSTIC else num_classes
-
-        data = mx.sym.var("data")
-        conv_feat, relu1 = resnet_v1(
-            data, depth=self.depth, width=self.width, stages_out=(4, 5), **PRESETS[self.backbone]
-        )
-        if is_train or cfg.TEST.HAS_RPN:
-            im_info = mx.sym.var("im_info")
-            rpn_cls_score, rpn_bbox_pred = rpn_head(
-                conv_feat, cfg.network.NUM_ANCHORS, self.rpn_channels
-            )
-        if is_train:
-            rpn = rpn_train_outputs(
-                cfg,
-                rpn_cls_score,
-                rpn_bbox_pred,
-                im_info,
-                label=mx.sym.var("label"),
-                bbox_target=mx.sym.var("bbox_target"),
-                bbox_weight=mx.sym.var("bbox_weight"),
-            )
-            rois, label, bbox_target, bbox_weight = rcnn_rois(
-                cfg, True, num_reg_classes, rpn_rois=rpn.rois
-            )
-        elif cfg.TEST.HAS_RPN:
-            (rois,) = rcnn_rois(cfg, False, num_reg_classes, None, rpn_cls_score, rpn_bbox_pred,
-                                im_info)  # fmt: skip
-        else:
-            (rois,) = rcnn_rois(cfg, False, num_reg_classes)
-
-        cls_score, bbox_pred = self._head(relu1, rois, num_classes, num_reg_classes)
-
-        if is_train:
-            return mx.sym.Group(
-                [rpn.cls_prob, rpn.bbox_loss]
-                + rcnn_train_outputs(
-                    cfg,
-                    cls_score,
-                    bbox_pred,
-                    label,
-                    bbox_target,
-                    bbox_weight,
-                    num_classes,
-                    num_reg_classes,
-                )  # fmt: skip
-            )
-        cls_prob, bbox_pred = rcnn_test_outputs(
-            cfg, cls_score, bbox_pred, num_classes, num_reg_classes
-        )
-        internals = cls_prob.get_internals()
-        shown = [internals[f"{name}_output"] for name in self.test_outputs]
-        rois_out = [rois] if cfg.TEST.HAS_RPN else []
-        return mx.sym.Group([*shown, *rois_out, cls_prob, bbox_pred])
-
-    def _head(
+    def head(
         self, feat: mx.sym.Symbol, rois: mx.sym.Symbol, num_classes: int, num_reg_classes: int
     ) -> tuple[mx.sym.Symbol, mx.sym.Symbol]:
         """Position-sensitive scores: ``(cls_score (R, C), bbox_pred (R, 4 * num_reg))``."""

@@ -210,6 +210,10 @@ def test_read_image_errors_name_the_file(tmp_path: Path):
     (tmp_path / "half.jpg").write_bytes(data[: len(data) // 2])  # libjpeg would decode it grey
     with pytest.raises(ImageReadError, match="half.jpg.*truncated"):
         read_image(str(tmp_path / "half.jpg"))
+    png = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "half.png").write_bytes(png[: len(png) // 2])  # before libpng complains
+    with pytest.raises(ImageReadError, match="half.png is a truncated PNG"):
+        read_image(str(tmp_path / "half.png"))
     assert issubclass(ImageReadError, OSError)
 
 

@@ -17,6 +17,8 @@ import mxnet as mx
 import numpy as np
 
 from lib.config import load_config
+from lib.core.checkpoint import load_param
+from lib.core.initializer import check_parameter_shapes, infer_param_shapes
 
 EXPECTED = Path(__file__).parent / "expected"
 REPO = Path(__file__).resolve().parents[2]
@@ -139,3 +141,33 @@ def backbone_only(ref: dict, drop: tuple[str, ...] = ()) -> dict:
         ],
         "aux_params": ref["aux_params"],
     }
+
+
+def check_released_checkpoint(tmp_path: Any, ref: dict, sym: Any, network: str,
+                              bbox_layer: str | None) -> dict:  # fmt: skip
+    """``model/<network>-0000.params`` built from the reference (plus the ``*_test`` weights of
+    ``bbox_layer``) loads by name into ``sym``: every param present, of the right shape, the
+    ``*_test`` ones in place of the training ones (``process=True``). Returns the arg params."""
+    shapes = dict(ref["arg_params"])
+    extra = []
+    if bbox_layer is not None:
+        extra = [
+            (f"arg:{bbox_layer}_weight_test", shapes[f"{bbox_layer}_weight"], -1.0),
+            (f"arg:{bbox_layer}_bias_test", shapes[f"{bbox_layer}_bias"], -2.0),
+        ]
+    (tmp_path / "model").mkdir()
+    prefix = str(tmp_path / "model" / network)
+    save_reference_params(f"{prefix}-0000.params", ref, extra)
+
+    arg_params, aux_params = load_param(prefix, 0, process=True)
+    shapes_in = {k: tuple(v) for k, v in ref["input_shapes"].items()}
+    shapes_in.update({k: tuple(v) for k, v in ref.get("label_placeholders_not_params", {}).items()})
+    arg_shapes, aux_shapes = infer_param_shapes(sym, shapes_in)
+    check_parameter_shapes(arg_shapes, aux_shapes, arg_params, aux_params)
+    assert sorted(arg_shapes) == sorted(arg_params)
+    if bbox_layer is not None:
+        assert float(arg_params[f"{bbox_layer}_weight"].asnumpy().flat[0]) == -1.0
+        assert float(arg_params[f"{bbox_layer}_bias"].asnumpy().flat[0]) == -2.0
+    names = [n for n, _ in ref["arg_params"]]
+    assert float(arg_params["conv1_weight"].asnumpy().flat[0]) == names.index("conv1_weight")
+    return arg_params

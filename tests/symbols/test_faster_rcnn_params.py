@@ -10,8 +10,7 @@ import pytest
 
 from faster_rcnn.symbols import SYMBOLS, FasterRCNN, get_network
 from lib.config import load_config
-from lib.core.checkpoint import RCNN_BBOX_PRED, load_param
-from lib.core.initializer import check_parameter_shapes, infer_param_shapes
+from lib.core.checkpoint import RCNN_BBOX_PRED
 from lib.core.module import fixed_param_names
 from lib.core.trainer import initial_params
 from lib.tools import inspect_model
@@ -100,23 +99,7 @@ def test_released_checkpoint_loads_by_name(network, tmp_path):
     """model/<network>-0000.params: all reference params plus the *_test bbox weights."""
     case = "resnet_v1_101_rcnn_dcn__test" if "dcn" in network else "resnet_v1_101_rcnn__test"
     ref, sym, _ = load_case(case)
-    shapes = dict(ref["arg_params"])
-    extra = [
-        ("arg:bbox_pred_weight_test", shapes["bbox_pred_weight"], -1.0),
-        ("arg:bbox_pred_bias_test", shapes["bbox_pred_bias"], -2.0),
-    ]
-    (tmp_path / "model").mkdir()
-    prefix = str(tmp_path / "model" / network)
-    save_reference_params(f"{prefix}-0000.params", ref, extra)
-
-    arg_params, aux_params = load_param(prefix, 0, process=True)
-    inputs = {k: tuple(v) for k, v in ref["input_shapes"].items()}
-    arg_shapes, aux_shapes = infer_param_shapes(sym, inputs)
-    check_parameter_shapes(arg_shapes, aux_shapes, arg_params, aux_params)
-    assert sorted(arg_shapes) == sorted(arg_params)
-    # process=True puts the de-normalised *_test weights in place of the training ones
-    assert float(arg_params["bbox_pred_weight"][0, 0].asscalar()) == -1.0
-    assert float(arg_params["bbox_pred_bias"][0].asscalar()) == -2.0
+    arg_params = gate.check_released_checkpoint(tmp_path, ref, sym, network, "bbox_pred")
     index = [n for n, _ in ref["arg_params"]].index("fc_new_1_weight")
     assert float(arg_params["fc_new_1_weight"][0, 0].asscalar()) == index
 

@@ -13,8 +13,6 @@ import numpy as np
 import pytest
 
 from lib.config import load_config
-from lib.core.checkpoint import load_param
-from lib.core.initializer import check_parameter_shapes, infer_param_shapes
 from lib.core.module import fixed_param_names
 from lib.core.trainer import initial_params
 from lib.tools import inspect_model
@@ -95,24 +93,7 @@ def test_released_checkpoint_loads_by_name(network, tmp_path):
     """model/<network>-0000.params: all reference params plus the *_test bbox weights."""
     case = "resnet_v1_101_rfcn_dcn__test" if "dcn" in network else "resnet_v1_101_rfcn__test"
     ref, sym, _ = load_case(case)
-    shapes = dict(ref["arg_params"])
-    extra = [
-        ("arg:rfcn_bbox_weight_test", shapes["rfcn_bbox_weight"], -1.0),
-        ("arg:rfcn_bbox_bias_test", shapes["rfcn_bbox_bias"], -2.0),
-    ]
-    (tmp_path / "model").mkdir()
-    prefix = str(tmp_path / "model" / network)
-    save_reference_params(f"{prefix}-0000.params", ref, extra)
-
-    arg_params, aux_params = load_param(prefix, 0, process=True)
-    inputs = {k: tuple(v) for k, v in ref["input_shapes"].items()}
-    arg_shapes, aux_shapes = infer_param_shapes(sym, inputs)
-    check_parameter_shapes(arg_shapes, aux_shapes, arg_params, aux_params)
-    # process=True puts the de-normalised *_test weights in place of the training ones
-    assert float(arg_params["rfcn_bbox_weight"][0, 0, 0, 0].asscalar()) == -1.0
-    assert float(arg_params["rfcn_bbox_bias"][0].asscalar()) == -2.0
-    index = [n for n, _ in ref["arg_params"]].index("conv1_weight")
-    assert float(arg_params["conv1_weight"][0, 0, 0, 0].asscalar()) == index
+    gate.check_released_checkpoint(tmp_path, ref, sym, network, "rfcn_bbox")
 
 
 def test_inspector_checks_a_checkpoint(tmp_path, capsys):

@@ -1,16 +1,25 @@
-"""R-FCN end to end on tiny synthetic images: a few training iterations, then a test pass.
+"""Every detector end to end on tiny synthetic images: a few training iterations, then a test.
 
-The plain and the deformable CPU networks of the synthetic configs, through the shared trainer
-and tester (see :mod:`tests.e2e.detection` for what is checked).
+The plain and the deformable CPU networks of each architecture's synthetic configs, through
+the shared trainer and tester (see :mod:`tests.e2e.detection` for what is checked).
 """
 
 import pytest
 
+from faster_rcnn.symbols import get_network as rcnn_network
 from lib.config import load_config
 from lib.core.trainer import prepare_synthetic_data
 from lib.dataset import synthetic
-from rfcn.symbols import get_network
+from rfcn.symbols import get_network as rfcn_network
 from tests.e2e.detection import make_data, tiny_config, train_and_test
+
+# (config, registry lookup, a head weight that must train, the bbox-regression layer)
+DETECTORS = {
+    "synthetic_rfcn": ("rfcn", rfcn_network, "rfcn_cls_weight", "rfcn_bbox"),
+    "synthetic_rfcn_dcn": ("rfcn", rfcn_network, "rfcn_cls_weight", "rfcn_bbox"),
+    "synthetic_rcnn": ("faster_rcnn", rcnn_network, "fc_new_1_weight", "bbox_pred"),
+    "synthetic_rcnn_dcn": ("faster_rcnn", rcnn_network, "fc_new_1_weight", "bbox_pred"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -18,11 +27,12 @@ def data_root(tmp_path_factory):
     return make_data(tmp_path_factory.mktemp("data"))
 
 
-@pytest.mark.parametrize("name", ["synthetic_rfcn", "synthetic_rfcn_dcn"])
+@pytest.mark.parametrize("name", sorted(DETECTORS))
 def test_train_then_test(name, data_root, tmp_path):
-    cfg_path = f"experiments/rfcn/cfgs/{name}.yaml"
+    arch, get_network, head_weight, bbox_layer = DETECTORS[name]
+    cfg_path = f"experiments/{arch}/cfgs/{name}.yaml"
     net = get_network(tiny_config(cfg_path, data_root, tmp_path).symbol)
-    train_and_test(cfg_path, net, data_root, tmp_path, "rfcn_cls_weight", "rfcn_bbox")
+    train_and_test(cfg_path, net, data_root, tmp_path, head_weight, bbox_layer)
 
 
 def test_synthetic_data_is_generated_when_missing(tmp_path, monkeypatch):
