@@ -269,3 +269,20 @@ def test_im_detect_reads_the_rois_input_without_rpn():
     np.testing.assert_allclose(second[0], scores[1], rtol=1e-6)
     np.testing.assert_allclose(second[1], [[2, 2, 2.25, 2.25] * 2, [0.5, 0.5, 5, 4.5] * 2],
                                atol=1e-6)  # fmt: skip
+
+
+def test_truncated_cache_is_recomputed(tmp_path, fake_detect, caplog):
+    """A half-written detections pickle (e.g. a killed test) is not an error: it is redone."""
+    imdb, cfg = _Imdb(), _cfg()
+    key = _key(tmp_path, cfg)
+    pred_eval(None, [], imdb, cfg, str(tmp_path), cache_key=key)
+    path = detections_path(str(tmp_path), imdb)
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+    with caplog.at_level(logging.WARNING, logger="lib.core.tester"):
+        results = pred_eval(None, [], imdb, cfg, str(tmp_path), cache_key=key)
+    assert not results["cached"] and len(fake_detect) == 2
+    assert "ignoring unreadable cached detections" in caplog.text
+    assert pred_eval(None, [], imdb, cfg, str(tmp_path), cache_key=key)["cached"]
