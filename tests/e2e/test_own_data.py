@@ -14,7 +14,6 @@ import subprocess
 import sys
 
 import cv2
-import pytest
 
 from lib.utils import vis
 from rfcn import demo as rfcn_demo

@@ -278,8 +278,10 @@ def test_sample_rois_pads_with_background_when_short():
     overlaps = bbox_overlaps_py(rois[:, 1:], GT[:, :4]).max(axis=1)
     assert (overlaps[num_fg:] < 0.5).all()
     num_bg = len({tuple(r) for r in rois[num_fg:]})
-    np.testing.assert_array_equal(rois[num_fg + num_bg :], np.resize(rois[num_fg:num_fg + num_bg],
-                                                                       (64 - num_fg - num_bg, 5)))
+    np.testing.assert_array_equal(
+        rois[num_fg + num_bg :],
+        np.resize(rois[num_fg : num_fg + num_bg], (64 - num_fg - num_bg, 5)),
+    )
 
 
 def test_sample_rois_without_gt_is_all_background():
