@@ -34,7 +34,7 @@ import numpy as np
 
 from lib.config import load_config
 from lib.core.module import MutableModule
-from lib.core.tester import Predictor, im_detect, select_detections
+from lib.core.tester import bind_test_network, im_detect, select_detections
 from lib.core.trainer import initial_params
 from lib.nms.nms import py_nms_wrapper
 from lib.rpn.rpn import assign_anchor
@@ -80,16 +80,13 @@ def _train(cfg, net, sym, data: dict, labels: dict, iters: int) -> tuple:
     return mod, t_bind, min(times)
 
 
-def _predictor(net, cfg, mod, provide_data, provide_label=None) -> tuple:
+def _predictor(net, cfg, mod, provide_data) -> tuple:
+    """The test symbol bound with the trained params (:func:`bind_test_network`); its bind time."""
     arg_params, aux_params = mod.get_params()
-    test_sym = net(cfg, is_train=False)
-    names = set(test_sym.list_arguments())
     tic = time.time()
-    predictor = Predictor(
-        test_sym, [d[0] for d in provide_data], [d[0] for d in provide_label or []] or None,
-        context=mx.cpu(), provide_data=provide_data, provide_label=provide_label,
-        arg_params={k: v for k, v in arg_params.items() if k in names}, aux_params=aux_params,
-    )  # fmt: skip
+    predictor = bind_test_network(
+        net(cfg, is_train=False), arg_params, aux_params, mx.cpu(), provide_data, provide_data
+    )
     return predictor, time.time() - tic
 
 
@@ -131,9 +128,7 @@ def bench_segmentation(cfg, net, iters: int) -> dict:
                                   {"label": label}, iters)  # fmt: skip
     test_image = rng.uniform(-100, 100, (1, 3, *SEG_TEST)).astype(np.float32)
     provide = [("data", test_image.shape)]
-    predictor, t_test_bind = _predictor(
-        net, cfg, mod, provide, [("softmax_label", (1, SEG_TEST[0] * SEG_TEST[1]))]
-    )
+    predictor, t_test_bind = _predictor(net, cfg, mod, provide)
     tic = time.time()
     (out,) = predictor.predict(mx.io.DataBatch(data=[mx.nd.array(test_image)]))
     label_map = out["softmax_output"].argmax(axis=1).asnumpy()

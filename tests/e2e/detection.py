@@ -35,7 +35,7 @@ def make_data(root: Path) -> Path:
     return root
 
 
-def _tiny_overrides(data_root: Path, output: Path) -> list[str]:
+def tiny_overrides(data_root: Path, output: Path) -> list[str]:
     """The ``--set`` items shrinking a synthetic config to seconds: one scale, no flips, few
     proposals, the tiny data of :func:`make_data`."""
     return [
@@ -58,11 +58,8 @@ def _tiny_overrides(data_root: Path, output: Path) -> list[str]:
 
 
 def tiny_config(cfg_path: str, data_root: Path, output: Path, extra: Sequence[str] = ()) -> Any:
-    """The synthetic config shrunk to seconds (:func:`_tiny_overrides`), plus ``extra``."""
-    return load_config(cfg_path, _tiny_overrides(data_root, output) + list(extra))
-
-
-tiny_config.overrides = _tiny_overrides
+    """The synthetic config shrunk to seconds (:func:`tiny_overrides`), plus ``extra``."""
+    return load_config(cfg_path, tiny_overrides(data_root, output) + list(extra))
 
 
 def train_and_test(cfg_path: str, net: Any, data_root: Path, output: Path,

@@ -35,7 +35,7 @@ from lib.utils import vis
 from rfcn import deform_conv_demo, deform_psroi_demo
 from rfcn import demo as rfcn_demo
 from rfcn.symbols import get_network as rfcn_network
-from tests.e2e.detection import make_data, tiny_config
+from tests.e2e.detection import make_data, tiny_overrides
 
 RFCN_DCN = "experiments/rfcn/cfgs/synthetic_rfcn_dcn.yaml"
 RCNN_DCN = "experiments/faster_rcnn/cfgs/synthetic_rcnn_dcn.yaml"
@@ -59,14 +59,14 @@ def det_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def rfcn_dcn(det_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("rfcn_dcn")
-    return _train(RFCN_DCN, rfcn_network, tiny_config.overrides(det_data, out) + [
+    return _train(RFCN_DCN, rfcn_network, tiny_overrides(det_data, out) + [
         "TRAIN.end_epoch=1"])  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def rcnn_dcn(det_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("rcnn_dcn")
-    return _train(RCNN_DCN, rcnn_network, tiny_config.overrides(det_data, out) + [
+    return _train(RCNN_DCN, rcnn_network, tiny_overrides(det_data, out) + [
         "TRAIN.end_epoch=1"])  # fmt: skip
 
 

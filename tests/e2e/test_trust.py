@@ -19,7 +19,7 @@ from lib.core.tester import test_net
 from lib.core.trainer import TrainingOutputExistsError, train_net
 from lib.dataset import synthetic
 from rfcn.symbols import get_network
-from tests.e2e.detection import REPO, tiny_config
+from tests.e2e.detection import REPO, tiny_config, tiny_overrides
 
 CFG = "experiments/rfcn/cfgs/synthetic_rfcn.yaml"
 
@@ -92,7 +92,7 @@ def test_train_and_test_driver_tests_the_epoch_it_trained(data_root, tmp_path):
     """end_epoch=1 while the yaml's TEST.test_epoch is 6: the driver tests epoch 1."""
     common = ["--cfg", CFG] + [
         arg
-        for item in tiny_config.overrides(data_root, tmp_path) + ["TRAIN.end_epoch=1"]
+        for item in tiny_overrides(data_root, tmp_path) + ["TRAIN.end_epoch=1"]
         for arg in ("--set", item)
     ]
     results = train_test_main("rfcn", get_network, "train+test", common + ["--seed", "0"])
@@ -138,10 +138,10 @@ def test_resume_after_kill_is_bit_identical(data_root, tmp_path):
     # 12 batches per epoch; more proposals than the 32 sampled RoIs: random draws every batch
     epochs = ["TRAIN.end_epoch=3", "TRAIN.FLIP=true", "TRAIN.RPN_POST_NMS_TOP_N=150",
               "TRAIN.BATCH_ROIS=32"]  # fmt: skip
-    whole = tiny_config.overrides(data_root, tmp_path / "whole") + epochs
+    whole = tiny_overrides(data_root, tmp_path / "whole") + epochs
     assert _run(whole, tmp_path / "whole.log").wait(timeout=300) == 0
 
-    killed = tiny_config.overrides(data_root, tmp_path / "killed") + epochs
+    killed = tiny_overrides(data_root, tmp_path / "killed") + epochs
     proc = _run(killed, tmp_path / "killed.log")
     deadline = time.time() + 300
     while "Epoch[1] Batch [3]" not in (tmp_path / "killed.log").read_text():
