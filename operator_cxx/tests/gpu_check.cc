@@ -24,7 +24,9 @@
 //   make -C operator_cxx gpu-check     builds for the GPU present (nvidia-smi's compute
 //                                      capability, else nvcc -arch=native) and runs the check
 //   make -C operator_cxx gpu-check GPU_CHECK_ARGS=--no-bench      comparisons only
-//   operator_cxx/build/gpu-check/gpu_check [--no-bench] [--dump DIR]
+//   operator_cxx/build/gpu-check/gpu_check [--no-bench] [--full-size] [--seed N] [--dump DIR]
+// --full-size also compares the timing table's network-sized cases (grids, chunking and atomics
+// of real layers); --seed N draws other random inputs for the same cases.
 // --dump DIR writes every case's inputs, output gradient and CPU results as raw float32 files
 // with a manifest.json (tests/ops/test_gpu_check.py compares them with the MXNet op library).
 // cuBLAS is loaded at run time (tests/cublas_dlopen.h says where it is searched; DCN_CUBLAS=path
@@ -109,9 +111,12 @@ struct Case {
   int64_t gemm_m = 0, gemm_n = 0, gemm_k = 0;  // the dense GEMM it is timed against
 };
 
+// Added to every case's seed (--seed): other random inputs, the same cases.
+unsigned g_seed_offset = 0;
+
 class Random {
  public:
-  explicit Random(unsigned seed) : rng_(seed) {}
+  explicit Random(unsigned seed) : rng_(seed + g_seed_offset) {}
   float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(rng_); }
   int integer(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
   Tensor tensor(const std::string& name, std::vector<int64_t> shape, float lo, float hi) {
@@ -580,6 +585,7 @@ struct Diff {
   double max_want = 0;  // max |want|
   double worst = 0;     // max of |got - want| / allowed (> 1: mismatch; NaN counts as mismatch)
   int64_t bad = 0;      // elements over the tolerance (or the share of it asked for)
+  int64_t at = -1;      // the worst element's flat index
 };
 
 // Elements with |got - want| over `share` of the tolerance count as bad.
@@ -594,6 +600,7 @@ Diff compare(const std::vector<float>& want, const std::vector<float>& got, doub
     d.bad += !(ratio <= share);  // NaN too
     nan = nan || std::isnan(ratio);
     d.max_abs = std::max(d.max_abs, diff);
+    if (!(ratio <= d.worst)) d.at = static_cast<int64_t>(i);
     d.worst = std::max(d.worst, ratio);
   }
   if (nan) d.max_abs = d.worst = std::numeric_limits<double>::quiet_NaN();
@@ -631,6 +638,10 @@ int report(const std::vector<Case>& cases, const std::vector<std::vector<Tensor>
       std::printf("  %-26s %-12s %9zu %11.4g %13.3g %13.3g  %s\n", k ? "" : cases[i].name.c_str(),
                   want[i][k].name.c_str(), want[i][k].v.size(), d.max_want, d.max_abs, d.worst,
                   ok ? "ok" : ("MISMATCH (" + std::to_string(d.bad) + " elements)").c_str());
+      if (!ok && d.at >= 0) {
+        std::printf("  %-26s   worst at flat index %lld: ref %.9g, %s %.9g\n", "",
+                    static_cast<long long>(d.at), want[i][k].v[d.at], "got", got[i][k].v[d.at]);
+      }
     }
   }
   std::printf("  %d tensors compared, worst %.3g of the tolerance: %s\n", compared, worst,
@@ -780,10 +791,37 @@ std::string version_text(int v) {  // 12080 -> "12.8"
   return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10);
 }
 
+// The timing table's network-sized cases, run once on each device and compared (float32): the
+// grid sizes, chunking and atomics of real layers, which the small cases do not reach.
+int compare_full_size(cudaStream_t stream) {
+  std::vector<Case> cases;
+  for (auto& named : bench_cases()) {
+    cases.push_back(named.second);
+    cases.back().name = "full_" + std::to_string(cases.size());
+    std::printf("  %s: %s %s, %s\n", cases.back().name.c_str(), cases.back().op.c_str(),
+                shape_text(cases.back().inputs[0].shape).c_str(), named.first.c_str());
+  }
+  const size_t n = cases.size();
+  std::vector<std::vector<Tensor>> cpu(n), gpu(n);
+  std::vector<std::string> errors(n);
+  for (size_t i = 0; i < n; ++i) {
+    CpuDevice<float> host;
+    errors[i] = run(host, cases[i], &cpu[i]);
+    if (!errors[i].empty()) continue;
+    CudaDevice dev(stream);
+    errors[i] = run(dev, cases[i], &gpu[i]);
+    cudaGetLastError();
+  }
+  std::printf("\nGPU vs CPU at network sizes, float32 (pass: within the tolerance):\n");
+  return report(cases, cpu, gpu, errors, "gpu-cpu", 1.0);
+}
+
 void usage(FILE* f) {
   std::fprintf(f,
-               "usage: gpu_check [--no-bench] [--dump DIR]\n"
+               "usage: gpu_check [--no-bench] [--full-size] [--seed N] [--dump DIR]\n"
                "  --no-bench  comparisons only, no timing table\n"
+               "  --full-size also compare the timing table's network-sized cases, GPU vs CPU\n"
+               "  --seed N    add N to every case's random seed (other inputs, same cases)\n"
                "  --dump DIR  write inputs, output gradients and CPU results (float32) with a "
                "manifest.json\n");
 }
@@ -791,12 +829,22 @@ void usage(FILE* f) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool run_bench = true;
+  bool run_bench = true, full_size = false;
   std::string dump_dir;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--no-bench") {
       run_bench = false;
+    } else if (a == "--full-size") {
+      full_size = true;
+    } else if (a == "--seed" && i + 1 < argc) {
+      char* end = nullptr;
+      const unsigned long v = std::strtoul(argv[++i], &end, 10);
+      if (end == argv[i] || *end != '\0') {
+        usage(stderr);
+        return 2;
+      }
+      g_seed_offset = static_cast<unsigned>(v);
     } else if (a == "--dump" && i + 1 < argc) {
       dump_dir = argv[++i];
     } else if (a.compare(0, 7, "--dump=") == 0) {
@@ -925,6 +973,7 @@ int main(int argc, char** argv) {
   }
   std::printf("\nGPU vs CPU, float32 (pass: within the tolerance):\n");
   failures += report(cases, cpu, gpu, gpu_errors, "gpu-cpu", 1.0);
+  if (full_size) failures += compare_full_size(stream);
   if (no_image) {
     std::printf(
         "the kernels were built with %s, which has no code for this GPU: rebuild with "

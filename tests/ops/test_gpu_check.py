@@ -120,3 +120,24 @@ def test_cpu_side_matches_the_op_library(check):
             if not err <= 1e-5:  # OpenBLAS may block a GEMM differently inside MXNet
                 mismatches.append(f"{case['name']} {entry['name']}: max diff {err:.3g} * scale")
     assert not mismatches, "\n".join(mismatches)
+
+
+def test_seed_draws_other_inputs(check, tmp_path):
+    """--seed N gives the same cases with other random inputs (the CPU side still passes); a bad
+    seed is a usage error."""
+    _, cases, dump = check
+    binary = dump.parent / "gpu-check" / "gpu_check"
+    proc = subprocess.run(
+        [str(binary), "--no-bench", "--seed", "7", "--dump", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and "FAILED" not in proc.stdout, proc.stdout
+    seeded = json.loads((tmp_path / "manifest.json").read_text())["cases"]
+    assert [c["name"] for c in seeded] == [c["name"] for c in cases]
+    for a, b in zip(cases, seeded):
+        x, y = _load(dump, a["inputs"][0]), _load(tmp_path, b["inputs"][0])
+        assert x.shape == y.shape and not np.array_equal(x, y), a["name"]
+    bad = subprocess.run([str(binary), "--seed", "x"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "usage" in bad.stderr
