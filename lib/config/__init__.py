@@ -1,4 +1,4 @@
-"""Experiment configuration: one loader, strict keys, one conversion table.
+"""Experiment configuration: one loader, strict keys, one conversion table, checked values.
 
 A config is built fresh on every call, from four layers merged in order:
 
@@ -15,6 +15,17 @@ default's type (ints are fine for floats; numbers are turned into strings for st
 `gpus: 0` and `lr_step: 8` work) or converted by `CONVERSIONS`, the one table of structured keys
 (`SCALES: [600, 1000]` -> `[(600, 1000)]`, `PIXEL_MEANS` -> np.ndarray, ...). A wrong type raises
 ValueError naming the key and the file.
+
+The merged config is then checked against the values each key may take, `DOMAINS` and the
+cross-key `RULES` of lib/config/defaults.py (counts >= 1, fractions and IoU thresholds in
+[0, 1], positive scales, `TRAIN.BATCH_ROIS` -1 or a multiple of `TRAIN.BATCH_IMAGES`, ...),
+and `dataset.CLASSES` against `dataset.NUM_CLASSES`. A value out of its domain raises
+ValueError naming the key, where it was set (the yaml, or the `--set KEY=VALUE` item), the
+allowed values and the value:
+`bad value for config key TRAIN.BATCH_IMAGES in --set TRAIN.BATCH_IMAGES=0: expected an
+integer >= 1, got 0`; a broken rule names its first key, the yaml (`<file> with overrides` when
+there are overrides), the condition and the keys' values. `check_config` runs the same checks
+on a config built or changed in code.
 
 Example:
     >>> cfg = load_config("experiments/rfcn/cfgs/rfcn_coco_demo.yaml", ["TRAIN.lr=0.001"])
@@ -36,13 +47,24 @@ import numpy as np
 import yaml
 from easydict import EasyDict
 
-from lib.config.defaults import ARCH_BY_SYMBOL, ARCH_DEFAULTS, DEFAULT_ARCH, DEFAULTS, UNUSED_KEYS
+from lib.config.defaults import (
+    ARCH_BY_SYMBOL,
+    ARCH_DEFAULTS,
+    DEFAULT_ARCH,
+    DEFAULTS,
+    DOMAINS,
+    RULES,
+    UNUSED_KEYS,
+)
 
 __all__ = [
     "ARCH_DEFAULTS",
     "CONVERSIONS",
     "DEFAULTS",
+    "DOMAINS",
+    "RULES",
     "add_config_args",
+    "check_config",
     "config_from_args",
     "default_config",
     "dump_config",
@@ -191,8 +213,18 @@ def _convert(key: str, value: Any, default: Any, source: str) -> Any:
 # Merging.
 
 
-def _merge(base: dict, update: Mapping, source: str, prefix: str = "") -> None:
-    """Merges `update` into `base` in place, checking and converting every leaf."""
+def _merge(
+    base: dict,
+    update: Mapping,
+    source: str,
+    prefix: str = "",
+    origins: dict[str, str] | None = None,
+) -> None:
+    """Merges `update` into `base` in place, checking and converting every leaf.
+
+    `origins`, when given, records `source` for each leaf set (dotted key -> source), so that a
+    value out of its domain is reported where it was set.
+    """
     for name, value in update.items():
         key = f"{prefix}{name}"
         if not isinstance(name, str) or name not in base:
@@ -204,9 +236,11 @@ def _merge(base: dict, update: Mapping, source: str, prefix: str = "") -> None:
                 raise ValueError(  # noqa: TRY004
                     f"bad value for config key {key} in {source}: expected a mapping, got {value!r}"
                 )
-            _merge(base[name], value, source, key + ".")
+            _merge(base[name], value, source, key + ".", origins)
         else:
             base[name] = _convert(key, value, base[name], source)
+            if origins is not None:
+                origins[key] = source
 
 
 def _fresh(tree: Mapping, prefix: str = "") -> dict:
@@ -244,25 +278,56 @@ def _check_classes(dataset: dict, arch: str, source: str) -> None:
         )
 
 
-def _check(tree: dict, source: str, arch: str = DEFAULT_ARCH) -> None:
-    """Cross-key checks, run once on the merged config."""
+def _get(tree: Mapping, key: str) -> Any:
+    for part in key.split("."):
+        tree = tree[part]
+    return tree
+
+
+def _check(
+    tree: Mapping,
+    source: str,
+    arch: str = DEFAULT_ARCH,
+    origins: Mapping[str, str] | None = None,
+) -> None:
+    """The value checks, run once on the merged config: `DOMAINS`, then `RULES` (which may
+    assume in-domain values, e.g. BATCH_IMAGES >= 1 before a modulo), then the class list.
+
+    A bad value is reported in `origins[key]` (where it was set) if known, else in `source`.
+    """
+    origins = origins or {}
+    for key, domain in DOMAINS.items():
+        value = _get(tree, key)
+        if not domain.check(value):
+            raise ValueError(
+                f"bad value for config key {key} in {origins.get(key, source)}: expected "
+                f"{domain.describe()}, got {_plain(value)!r}"
+            )
+    for rule in RULES:
+        values = [_get(tree, key) for key in rule.keys]
+        if not rule.holds(*values):
+            got = ", ".join(f"{key}={_plain(v)!r}" for key, v in zip(rule.keys, values))
+            raise ValueError(
+                f"bad value for config key {rule.keys[0]} in {source}: expected "
+                f"{rule.expected}, got {got}"
+            )
     _check_classes(tree["dataset"], arch, source)
-    if tree["cpu_contexts"] < 1:
-        raise ValueError(
-            f"bad value for config key cpu_contexts in {source}: {tree['cpu_contexts']} < 1"
-        )
-    if tree["TEST"]["SOFTNMS_METHOD"] not in ("gaussian", "linear"):
-        raise ValueError(
-            f"bad value for config key TEST.SOFTNMS_METHOD in {source}: expected 'gaussian' or "
-            f"'linear', got {tree['TEST']['SOFTNMS_METHOD']!r}"
-        )
-    net = tree["network"]
-    expected = len(net["ANCHOR_SCALES"]) * len(net["ANCHOR_RATIOS"])
-    if net["NUM_ANCHORS"] != expected:
-        raise ValueError(
-            f"bad value for config key network.NUM_ANCHORS in {source}: "
-            f"{net['NUM_ANCHORS']} != len(ANCHOR_SCALES) * len(ANCHOR_RATIOS) = {expected}"
-        )
+
+
+def check_config(cfg: Mapping, source: str = "<config>", arch: str | None = None) -> None:
+    """Runs the checks of `load_config` on a config built or changed in code.
+
+    Args:
+        cfg: a full config (e.g. from `load_config` or `default_config`).
+        source: names the config in error messages.
+        arch: a key of `ARCH_DEFAULTS`; None infers it from `cfg.symbol` (see `infer_arch`).
+
+    Raises:
+        ValueError: a value out of its domain (lib/config/defaults.py's `DOMAINS`), a broken
+            `RULES` condition, or `dataset.CLASSES` disagreeing with `dataset.NUM_CLASSES`.
+    """
+    arch = infer_arch(str(cfg.get("symbol", ""))) if arch is None else arch
+    _check(cfg, source, arch)
 
 
 def infer_arch(symbol: str) -> str:
@@ -323,8 +388,9 @@ def load_config(
     Raises:
         ValueError: an empty file or one that does not hold a mapping (raised before anything
             is merged, so callers fail before creating output folders); an unknown key at any
-            depth, a value of the wrong type, a malformed override, or inconsistent keys
-            (NUM_ANCHORS); the message names the dotted key and the file.
+            depth, a value of the wrong type, a malformed override, a value out of its domain
+            or inconsistent keys (`DOMAINS`, `RULES`); the message names the dotted key, the
+            file or override, the allowed values and the value.
     """
     source = os.fspath(path)
     with open(source, encoding="utf-8") as f:
@@ -349,10 +415,11 @@ def load_config(
             symbol = update.get("symbol", symbol)
         arch = infer_arch(symbol if isinstance(symbol, str) else "")
     tree = _defaults_tree(arch)
-    _merge(tree, data, source)
+    origins: dict[str, str] = {}
+    _merge(tree, data, source, origins=origins)
     for update, update_source in updates:
-        _merge(tree, update, update_source)
-    _check(tree, source + (" with overrides" if updates else ""), arch)
+        _merge(tree, update, update_source, origins=origins)
+    _check(tree, source + (" with overrides" if updates else ""), arch, origins)
     cfg = EasyDict(tree)
     unused = unused_settings(cfg, arch)
     if unused:

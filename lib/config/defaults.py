@@ -16,9 +16,17 @@ returns fresh objects and never aliases this module's data. Do not mutate these 
 `ARCH_DEFAULTS` holds the per-architecture deltas, as data: a nested dict per architecture that
 is merged over `DEFAULTS` before the yaml. Only DeepLab differs (its original config.py has other
 defaults); the three detection architectures share `DEFAULTS` unchanged.
+
+`DOMAINS` (at the end) states the values each key may take and `RULES` the conditions between
+keys; `load_config` checks both on every load, so this file is the one place to read (and
+change) what a config may hold.
 """
 
-from typing import Any
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
 
 DEFAULTS: dict[str, Any] = {
     # Free-form tag the original yamls carry ("mxnet"); not read by the code.
@@ -359,3 +367,297 @@ UNUSED_KEYS: dict[str, tuple[str, ...]] = {
         "TEST.max_per_image",
     ),
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# Domains: the values each key may take, checked by `load_config` after all layers are merged
+# (a config that passes must not crash or silently misbehave later, e.g. in a custom op on an
+# engine thread). Types are checked first (see lib/config/__init__.py), so a domain only sees
+# values of its key's type. Keys without an entry are free-form strings or booleans; a test
+# keeps every numeric key in this table.
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+@dataclass(frozen=True)
+class Num:
+    """Finite numbers from ``min`` (or above ``above``) up to ``max`` (or below ``below``);
+    also the special values in ``also``. ``note`` explains the special values."""
+
+    min: float | None = None
+    max: float | None = None
+    above: float | None = None
+    below: float | None = None
+    also: tuple[float, ...] = ()
+    note: str = ""
+
+    noun: ClassVar[str] = "a number"
+    nouns: ClassVar[str] = "numbers"
+
+    def _is_kind(self, value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    def check(self, value: Any) -> bool:
+        if not self._is_kind(value):
+            return False
+        if value in self.also:
+            return True
+        # Written so that NaN fails every bound.
+        return (
+            math.isfinite(value)
+            and (self.min is None or value >= self.min)
+            and (self.max is None or value <= self.max)
+            and (self.above is None or value > self.above)
+            and (self.below is None or value < self.below)
+        )
+
+    def _bounds(self) -> str:
+        low = f"[{_num(self.min)}" if self.min is not None else None
+        if self.above is not None:
+            low = f"({_num(self.above)}"
+        high = f"{_num(self.max)}]" if self.max is not None else None
+        if self.below is not None:
+            high = f"{_num(self.below)})"
+        if low and high:
+            return f"in {low}, {high}"
+        if low:
+            return (">= " if low[0] == "[" else "> ") + low[1:]
+        if high:
+            return ("<= " if high[-1] == "]" else "< ") + high[:-1]
+        return ""
+
+    def describe(self, plural: bool = False) -> str:
+        bounds = self._bounds()
+        noun = self.nouns if plural else self.noun
+        if not bounds and type(self) is Num:
+            noun = "finite numbers" if plural else "a finite number"
+        text = f"{noun} {bounds}".strip()
+        if self.also:
+            text += ", or " + " or ".join(_num(v) for v in self.also)
+        return f"{text} ({self.note})" if self.note else text
+
+
+@dataclass(frozen=True)
+class Int(Num):
+    """Integers in a range (see :class:`Num`)."""
+
+    noun: ClassVar[str] = "an integer"
+    nouns: ClassVar[str] = "integers"
+
+    def _is_kind(self, value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Each:
+    """Every element of a sequence (nested ones too, as SCALES' pairs) in ``item``; a scalar
+    is checked as one element (RPN_FEAT_STRIDE is one stride or a list of them)."""
+
+    item: Any
+
+    def check(self, value: Any) -> bool:
+        return all(self.item.check(v) for v in _elements(value))
+
+    def describe(self, plural: bool = True) -> str:
+        return self.item.describe(plural=True)
+
+
+def _elements(value: Any) -> list:
+    if hasattr(value, "tolist") and not isinstance(value, str):  # np.ndarray
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [x for v in value for x in _elements(v)]
+    return [value]
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """One of a few strings."""
+
+    choices: tuple[str, ...]
+
+    def check(self, value: Any) -> bool:
+        return value in self.choices
+
+    def describe(self, plural: bool = False) -> str:
+        names = [repr(c) for c in self.choices]
+        if len(names) == 2:
+            return " or ".join(names)
+        return "one of " + ", ".join(names)
+
+
+@dataclass(frozen=True)
+class Words:
+    """A string that ``parse`` accepts (it raises ValueError on a malformed one), described as
+    ``text``; without ``parse``, any non-blank string (a blank FIXED_PARAMS entry would be a
+    substring of every parameter name and freeze them all)."""
+
+    text: str
+    parse: Callable[[str], Any] | None = None
+
+    def check(self, value: Any) -> bool:
+        if not isinstance(value, str):
+            return False
+        if self.parse is None:
+            return bool(value.strip())
+        try:
+            self.parse(value)
+        except ValueError:
+            return False
+        return True
+
+    def describe(self, plural: bool = False) -> str:
+        return self.text
+
+
+def _epochs(text: str) -> list[float]:
+    """'4,6' -> [4.0, 6.0]: increasing epochs > 0 (lib/core/lr_scheduler.py's steps)."""
+    epochs = [float(e) for e in text.split(",") if e.strip()]
+    if not all(math.isfinite(e) and e > 0 for e in epochs) or epochs != sorted(set(epochs)):
+        raise ValueError(text)
+    return epochs
+
+
+def _gpu_ids(text: str) -> list[int]:
+    """'0,1' -> [0, 1]: distinct ids >= 0, as lib/core/trainer.py's get_context reads them."""
+    ids = [int(g) for g in text.split(",") if g.strip()]
+    if any(i < 0 for i in ids) or len(set(ids)) != len(ids):
+        raise ValueError(text)
+    return ids
+
+
+COUNT = Int(min=1)
+NON_NEGATIVE_INT = Int(min=0)
+NON_NEGATIVE = Num(min=0)
+FRACTION = Num(min=0, max=1)  # also IoU thresholds
+NO_LIMIT_OR_COUNT = Int(min=-1, note="-1 or 0: no limit")
+LR_STEPS = Words("comma-separated increasing epochs > 0 (e.g. '4,6'), or '' for none", _epochs)
+NAMES = Each(Words("non-empty strings"))
+
+DOMAINS: dict[str, Any] = {
+    "gpus": Words("comma-separated distinct GPU ids >= 0 (e.g. '0,1'), or '' (CPU)", _gpu_ids),
+    "cpu_contexts": COUNT,
+    "SCALES": Each(COUNT),
+    "TEST_SCALES": Each(COUNT),
+    "default.frequent": COUNT,  # the Speedometer logs every `frequent` batches (a modulo)
+    "network.pretrained_epoch": NON_NEGATIVE_INT,
+    "network.PIXEL_MEANS": Each(Num()),
+    "network.IMAGE_STRIDE": NON_NEGATIVE_INT,  # 0: no padding
+    "network.RPN_FEAT_STRIDE": Each(COUNT),
+    "network.RCNN_FEAT_STRIDE": COUNT,
+    "network.FIXED_PARAMS": NAMES,
+    "network.FIXED_PARAMS_SHARED": NAMES,
+    "network.ANCHOR_SCALES": Each(Num(above=0)),
+    "network.ANCHOR_RATIOS": Each(Num(above=0)),
+    "network.NUM_ANCHORS": COUNT,
+    "dataset.NUM_CLASSES": Int(min=2),  # detection: background + 1; segmentation: 2 labels
+    "TRAIN.lr": NON_NEGATIVE,  # test and demo configs leave 0; the trainer refuses 0 itself
+    "TRAIN.lr_step": LR_STEPS,
+    "TRAIN.lr_factor": Num(above=0, max=1),  # the scheduler only decreases the lr
+    "TRAIN.warmup_lr": NON_NEGATIVE,
+    "TRAIN.warmup_step": NON_NEGATIVE_INT,
+    "TRAIN.momentum": Num(min=0, below=1),
+    "TRAIN.wd": NON_NEGATIVE,
+    "TRAIN.begin_epoch": NON_NEGATIVE_INT,
+    "TRAIN.end_epoch": NON_NEGATIVE_INT,
+    # Alternate training is not ported; its image counts default to 0 (unset).
+    "TRAIN.ALTERNATE.RPN_BATCH_IMAGES": NON_NEGATIVE_INT,
+    "TRAIN.ALTERNATE.RCNN_BATCH_IMAGES": NON_NEGATIVE_INT,
+    **{
+        f"TRAIN.ALTERNATE.{stage}_{key}": domain
+        for stage in ("rpn1", "rfcn1", "rpn2", "rfcn2", "rpn3")
+        for key, domain in (
+            ("lr", NON_NEGATIVE),
+            ("lr_step", LR_STEPS),
+            ("epoch", NON_NEGATIVE_INT),
+        )
+    },
+    "TRAIN.BATCH_IMAGES": COUNT,
+    "TRAIN.CROP_HEIGHT": COUNT,
+    "TRAIN.CROP_WIDTH": COUNT,
+    "TRAIN.BATCH_ROIS": Int(min=1, also=(-1,), note="every proposal and gt box"),
+    "TRAIN.BATCH_ROIS_OHEM": COUNT,
+    "TRAIN.FG_FRACTION": FRACTION,
+    "TRAIN.FG_THRESH": FRACTION,
+    "TRAIN.BG_THRESH_HI": FRACTION,
+    "TRAIN.BG_THRESH_LO": FRACTION,
+    "TRAIN.BBOX_REGRESSION_THRESH": FRACTION,
+    "TRAIN.BBOX_WEIGHTS": Each(NON_NEGATIVE),
+    # lib/rpn/rpn.py reads -1 as "keep all", but the RPN loss is scaled by 1 / RPN_BATCH_SIZE,
+    # which -1 would turn into gradient ascent.
+    "TRAIN.RPN_BATCH_SIZE": COUNT,
+    "TRAIN.RPN_FG_FRACTION": FRACTION,
+    "TRAIN.RPN_POSITIVE_OVERLAP": FRACTION,
+    "TRAIN.RPN_NEGATIVE_OVERLAP": FRACTION,
+    "TRAIN.RPN_BBOX_WEIGHTS": Each(NON_NEGATIVE),
+    "TRAIN.RPN_POSITIVE_WEIGHT": Num(min=0, max=1, also=(-1,), note="uniform"),
+    # The proposal ops (Python and C++) take <= 0 as "no limit" before NMS; after NMS they
+    # output exactly POST_NMS_TOP_N rows per image, so that needs >= 1.
+    "TRAIN.RPN_NMS_THRESH": FRACTION,
+    "TRAIN.RPN_PRE_NMS_TOP_N": NO_LIMIT_OR_COUNT,
+    "TRAIN.RPN_POST_NMS_TOP_N": COUNT,
+    "TRAIN.RPN_MIN_SIZE": NON_NEGATIVE_INT,
+    "TRAIN.BBOX_MEANS": Each(Num()),
+    "TRAIN.BBOX_STDS": Each(Num(above=0)),
+    "TEST.BATCH_IMAGES": COUNT,
+    "TEST.RPN_NMS_THRESH": FRACTION,
+    "TEST.RPN_PRE_NMS_TOP_N": NO_LIMIT_OR_COUNT,
+    "TEST.RPN_POST_NMS_TOP_N": COUNT,
+    "TEST.RPN_MIN_SIZE": NON_NEGATIVE_INT,
+    "TEST.PROPOSAL_NMS_THRESH": FRACTION,
+    "TEST.PROPOSAL_PRE_NMS_TOP_N": NO_LIMIT_OR_COUNT,
+    "TEST.PROPOSAL_POST_NMS_TOP_N": COUNT,
+    "TEST.PROPOSAL_MIN_SIZE": NON_NEGATIVE_INT,
+    "TEST.NMS": FRACTION,
+    "TEST.SOFTNMS_METHOD": OneOf(("gaussian", "linear")),
+    "TEST.SOFTNMS_THRESH": Num(above=0),  # gaussian sigma; linear: an IoU (RULES)
+    "TEST.max_per_image": NO_LIMIT_OR_COUNT,  # lib/core/tester.py: <= 0 keeps everything
+    "TEST.test_epoch": NON_NEGATIVE_INT,
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A condition on several keys, checked after DOMAINS; the error names ``keys[0]``."""
+
+    keys: tuple[str, ...]
+    holds: Callable[..., bool]  # called with the keys' values, in order
+    expected: str
+
+
+RULES: tuple[Rule, ...] = (
+    # The original asserts it: a device's BATCH_ROIS are split evenly over its images.
+    Rule(
+        ("TRAIN.BATCH_ROIS", "TRAIN.BATCH_IMAGES"),
+        lambda rois, images: rois == -1 or rois % images == 0,
+        "-1 or a multiple of TRAIN.BATCH_IMAGES",
+    ),
+    Rule(
+        ("TRAIN.BG_THRESH_LO", "TRAIN.BG_THRESH_HI"),
+        lambda lo, hi: lo <= hi,
+        "TRAIN.BG_THRESH_LO <= TRAIN.BG_THRESH_HI",
+    ),
+    # Above it, a RoI could be sampled both as foreground and as background.
+    Rule(
+        ("TRAIN.BG_THRESH_HI", "TRAIN.FG_THRESH"),
+        lambda bg, fg: bg <= fg,
+        "TRAIN.BG_THRESH_HI <= TRAIN.FG_THRESH",
+    ),
+    Rule(
+        ("TRAIN.RPN_NEGATIVE_OVERLAP", "TRAIN.RPN_POSITIVE_OVERLAP"),
+        lambda neg, pos: neg <= pos,
+        "TRAIN.RPN_NEGATIVE_OVERLAP <= TRAIN.RPN_POSITIVE_OVERLAP",
+    ),
+    Rule(
+        ("network.NUM_ANCHORS", "network.ANCHOR_SCALES", "network.ANCHOR_RATIOS"),
+        lambda num, scales, ratios: num == len(scales) * len(ratios),
+        "len(ANCHOR_SCALES) * len(ANCHOR_RATIOS)",
+    ),
+    Rule(
+        ("TEST.SOFTNMS_THRESH", "TEST.SOFTNMS_METHOD"),
+        lambda thresh, method: method != "linear" or thresh <= 1,
+        "an IoU <= 1 for TEST.SOFTNMS_METHOD 'linear'",
+    ),
+)

@@ -28,13 +28,15 @@ boxes the outputs agree (``tests/lib/test_operator_py.py``).
 
 Fixes over the original Python op: NMS runs on the CPU (Cython) unless the input lives on a GPU
 and the CUDA NMS is built; padding is deterministic (cyclic, as the C++ op) instead of
-``npr.choice``; no crash when no box survives the size filter.
+``npr.choice``; no crash when no box survives the size filter, nor for an image smaller than one
+feature cell (its first cell is used); attributes and input shapes are checked when the symbol
+is built and bound, never in ``forward`` (see :mod:`lib.operator_py.base`).
 """
 
 from __future__ import annotations
 
-import ast
 import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,7 +44,19 @@ import mxnet as mx
 import numpy as np
 
 from lib.bbox.bbox_transform import bbox_pred, clip_boxes, filter_boxes
+from lib.config.defaults import COUNT, FRACTION, Int, Num
 from lib.nms.nms import cpu_nms_wrapper, gpu_nms_wrapper
+from lib.operator_py.base import (
+    CheckedProp,
+    bool_attr,
+    check_attrs,
+    float_attr,
+    floats_attr,
+    int_attr,
+    known,
+    parse_bool,
+    parse_floats,
+)
 from lib.rpn.generate_anchor import generate_anchors
 
 logger = logging.getLogger(__name__)
@@ -50,23 +64,7 @@ logger = logging.getLogger(__name__)
 NmsFn = Callable[[np.ndarray], Sequence[int]]
 
 
-def parse_bool(value: Any) -> bool:
-    """A CustomOp attribute (``'True'``, ``'false'``, ``'1'``, ``True``) as a bool."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("true", "1"):
-            return True
-        if text in ("false", "0"):
-            return False
-        raise ValueError(f"expected a boolean attribute, got {value!r}")
-    return bool(value)
-
-
-def parse_floats(value: Any) -> tuple[float, ...]:
-    """A CustomOp attribute such as ``'(0.5, 1, 2)'``, ``'[8]'`` or ``'8'`` as floats."""
-    if isinstance(value, str):
-        value = ast.literal_eval(value.strip())
-    return tuple(float(v) for v in np.atleast_1d(np.asarray(value, dtype=np.float64)))
+__all__ = ["ProposalProp", "generate_proposals", "parse_bool", "parse_floats", "proposal_symbol"]
 
 
 def shifted_anchors(anchors: np.ndarray, height: int, width: int, stride: int) -> np.ndarray:
@@ -74,6 +72,16 @@ def shifted_anchors(anchors: np.ndarray, height: int, width: int, stride: int) -
     shift_x, shift_y = np.meshgrid(np.arange(width) * stride, np.arange(height) * stride)
     shifts = np.stack([shift_x.ravel(), shift_y.ravel()] * 2, axis=1).astype(np.float64)
     return (anchors[None, :, :] + shifts[:, None, :]).reshape(-1, 4)
+
+
+def _cells(size: float, stride: int, limit: int) -> int:
+    """Feature cells covering ``size`` input pixels: ``int(size / stride)``, at least 1 (an
+    image smaller than one cell still has its first), at most ``limit`` (the map); a
+    non-finite size (corrupt ``im_info``) takes the whole map rather than raising."""
+    cells = size / stride
+    if not math.isfinite(cells):
+        return limit
+    return min(max(int(cells), 1), limit)
 
 
 def generate_proposals(
@@ -106,15 +114,17 @@ def generate_proposals(
     """
     num_anchors = anchors.shape[0]
     # The real image size, not the padded feature map.
-    height = min(int(im_info[0] / feat_stride), fg_scores.shape[1])
-    width = min(int(im_info[1] / feat_stride), fg_scores.shape[2])
+    height = _cells(im_info[0], feat_stride, fg_scores.shape[1])
+    width = _cells(im_info[1], feat_stride, fg_scores.shape[2])
 
     all_anchors = shifted_anchors(anchors, height, width, feat_stride)
     deltas = bbox_deltas[:, :height, :width].reshape(num_anchors, 4, height, width)
     deltas = deltas.transpose(2, 3, 0, 1).reshape(-1, 4).astype(np.float64)
     scores = fg_scores[:, :height, :width].transpose(1, 2, 0).reshape(-1)
 
-    proposals = clip_boxes(bbox_pred(all_anchors, deltas), (im_info[0], im_info[1]))
+    # An empty image (a loader bug) is clipped as one pixel rather than to negative sides.
+    size = (max(im_info[0], 1.0), max(im_info[1], 1.0))
+    proposals = clip_boxes(bbox_pred(all_anchors, deltas), size)
 
     keep = filter_boxes(proposals, min_size * im_info[2])
     if keep.size == 0 and proposals.shape[0] > 0:
@@ -124,7 +134,11 @@ def generate_proposals(
         )
         keep = np.arange(proposals.shape[0])
     if keep.size == 0:
-        raise ValueError(f"proposal: empty feature map for im_info {tuple(im_info)}")
+        # Only an empty score map gets here (a bound network never has one): no box to
+        # propose, so output zero-size boxes at (0, 0) with score 0 rather than raise.
+        logger.warning("proposal: empty feature map for im_info %s", tuple(im_info))
+        rois = np.zeros((post_nms_top_n, 5), dtype=np.float32)
+        return rois, np.zeros((post_nms_top_n, 1), dtype=np.float32)
     proposals, scores = proposals[keep], scores[keep]
 
     order = np.argsort(-scores, kind="stable")
@@ -178,14 +192,12 @@ class ProposalOperator(mx.operator.CustomOp):
         return self._nms
 
     def forward(self, is_train, req, in_data, out_data, aux):
+        # The shapes were checked by ProposalProp.infer_shape when the symbol was bound.
         num_anchors = self._anchors.shape[0]
         cls_prob = in_data[0].asnumpy()
-        if cls_prob.shape[1] != 2 * num_anchors:
-            raise ValueError(
-                f"proposal: cls_prob has {cls_prob.shape[1]} channels, expected 2 * "
-                f"{num_anchors} anchors"
-            )
         bbox_deltas, im_info = in_data[1].asnumpy(), in_data[2].asnumpy()
+        if not np.isfinite(im_info).all():
+            logger.warning("proposal: non-finite im_info %s", im_info.tolist())
         all_rois, all_scores = [], []
         for b in range(cls_prob.shape[0]):
             rois, scores = generate_proposals(
@@ -212,10 +224,13 @@ class ProposalOperator(mx.operator.CustomOp):
 
 
 @mx.operator.register("proposal")
-class ProposalProp(mx.operator.CustomOpProp):
-    """Attributes and defaults as the original ``proposal`` op."""
+class ProposalProp(CheckedProp):
+    """Attributes and defaults as the original ``proposal`` op (see :meth:`parse`)."""
 
-    def __init__(
+    op_type = "proposal"
+    arguments = ("cls_prob", "bbox_pred", "im_info")
+
+    def parse(
         self,
         feat_stride: str = "16",
         scales: str = "(8, 16, 32)",
@@ -226,37 +241,45 @@ class ProposalProp(mx.operator.CustomOpProp):
         threshold: str = "0.3",
         rpn_min_size: str = "16",
     ) -> None:
-        super().__init__(need_top_grad=False)
-        self._feat_stride = int(feat_stride)
-        self._scales = parse_floats(scales)
-        self._ratios = parse_floats(ratios)
-        self._output_score = parse_bool(output_score)
-        self._pre_nms_top_n = int(rpn_pre_nms_top_n)
-        self._post_nms_top_n = int(rpn_post_nms_top_n)
-        self._threshold = float(threshold)
-        self._min_size = float(rpn_min_size)
-        if self._post_nms_top_n <= 0:
-            raise ValueError(f"proposal: rpn_post_nms_top_n must be > 0, got {rpn_post_nms_top_n}")
-
-    def list_arguments(self):
-        return ["cls_prob", "bbox_pred", "im_info"]
+        """``feat_stride`` >= 1; ``scales`` and ``ratios`` of the anchors, > 0;
+        ``rpn_pre_nms_top_n`` boxes before NMS (<= 0: all); ``rpn_post_nms_top_n`` output rows
+        per image, >= 1; NMS ``threshold`` in [0, 1]; ``rpn_min_size`` >= 0 pixels."""
+        self._feat_stride = int_attr("feat_stride", feat_stride, COUNT)
+        self._scales = floats_attr("scales", scales, Num(above=0))
+        self._ratios = floats_attr("ratios", ratios, Num(above=0))
+        self._output_score = bool_attr("output_score", output_score)
+        self._pre_nms_top_n = int_attr("rpn_pre_nms_top_n", rpn_pre_nms_top_n, Int())
+        self._post_nms_top_n = int_attr("rpn_post_nms_top_n", rpn_post_nms_top_n, COUNT)
+        self._threshold = float_attr("threshold", threshold, FRACTION)
+        self._min_size = float_attr("rpn_min_size", rpn_min_size, Num(min=0))
 
     def list_outputs(self):
         return ["output", "score"] if self._output_score else ["output"]
 
     def infer_shape(self, in_shape):
         cls_prob_shape, bbox_pred_shape = in_shape[0], in_shape[1]
-        if cls_prob_shape[0] != bbox_pred_shape[0]:
-            raise ValueError(
-                f"proposal: cls_prob batch {cls_prob_shape[0]} != bbox_pred batch "
-                f"{bbox_pred_shape[0]}"
-            )
-        batch = cls_prob_shape[0]
-        im_info_shape = (batch, 3)
+        a = len(self._scales) * len(self._ratios)
+        self.expect_shape(
+            "cls_prob", cls_prob_shape, (None, 2 * a, None, None), f"(B, 2 * {a} anchors, H, W)"
+        )
+        self.expect_shape(
+            "bbox_pred", bbox_pred_shape, (None, 4 * a, None, None), f"(B, 4 * {a} anchors, H, W)"
+        )
+        if known(cls_prob_shape) and known(bbox_pred_shape):
+            if (cls_prob_shape[0], *cls_prob_shape[2:]) != (
+                bbox_pred_shape[0], *bbox_pred_shape[2:]
+            ):  # fmt: skip
+                self.fail(
+                    f"cls_prob {tuple(cls_prob_shape)} and bbox_pred {tuple(bbox_pred_shape)} "
+                    "must have the same batch size and map size"
+                )
+        batch = next((s[0] for s in (cls_prob_shape, bbox_pred_shape) if s and s[0] > 0), 0)
+        if not batch:  # partial inference: nothing known yet
+            return in_shape, [()] * len(self.list_outputs()), []
         outputs = [(batch * self._post_nms_top_n, 5)]
         if self._output_score:
             outputs.append((batch * self._post_nms_top_n, 1))
-        return [cls_prob_shape, bbox_pred_shape, im_info_shape], outputs, []
+        return [cls_prob_shape, bbox_pred_shape, (batch, 3)], outputs, []
 
     def create_operator(self, ctx, shapes, dtypes):
         return ProposalOperator(
@@ -269,9 +292,6 @@ class ProposalProp(mx.operator.CustomOpProp):
             self._threshold,
             self._min_size,
         )
-
-    def declare_backward_dependency(self, out_grad, in_data, out_data):
-        return []
 
 
 def proposal_symbol(
@@ -300,6 +320,10 @@ def proposal_symbol(
         im_info: (B, 3) image info.
         name: layer name (``'rois'`` in the original networks).
         output_score: also output the (N, 1) scores.
+
+    Raises:
+        ValueError: a value out of the op's range, e.g. ``proposal: attribute
+            rpn_post_nms_top_n must be an integer >= 1, got '0'``.
     """
     phase = cfg.TRAIN if is_train else cfg.TEST
     attrs = {
@@ -312,6 +336,8 @@ def proposal_symbol(
         "output_score": bool(output_score),
     }
     stride = int(cfg.network.RPN_FEAT_STRIDE)
+    # The C++ ops take the same values; either way a bad one is a ValueError here.
+    check_attrs(ProposalProp, {"feat_stride": stride, **attrs})
     if phase.CXX_PROPOSAL:
         op = mx.sym.contrib.MultiProposal if phase.BATCH_IMAGES > 1 else mx.sym.contrib.Proposal
         return op(

@@ -1,8 +1,9 @@
 """R-CNN training targets for the RPN proposals (``op_type='proposal_target'``).
 
 Inputs, for the B = ``batch_images`` images of one device: ``rois`` (B * N, 5) ``(batch
-index b, x1, y1, x2, y2)`` from the proposal layer, and ``gt_boxes`` (B * G, 5) ``(x1, y1, x2,
-y2, class)``: the loader's (B, G, 5) reshaped to (-1, 5), so rows ``[b * G, (b + 1) * G)``
+index b, x1, y1, x2, y2)`` from the proposal layer, image after image (rows ``[b * N, (b + 1) *
+N)`` belong to image b, the layout of both proposal ops), and ``gt_boxes`` (B * G, 5) ``(x1, y1,
+x2, y2, class)``: the loader's (B, G, 5) reshaped to (-1, 5), so rows ``[b * G, (b + 1) * G)``
 belong to image b. Each image is sampled on its own: its gt boxes are appended to its
 proposals, then :func:`sample_rois` picks foreground RoIs (IoU >= ``fg_thresh`` with a gt) and
 background RoIs (IoU in ``[bg_thresh_lo, bg_thresh_hi)``) and computes their regression targets.
@@ -22,9 +23,11 @@ Differences from the original: the configuration arrives as explicit attributes 
 ``bbox_normalization_precomputed``, ``class_agnostic``) instead of a pickled config;
 ``batch_rois / batch_images`` is an integer division; several images per device; an image
 without gt boxes gets background labels instead of a crash; gt rows of class <= 0 are treated
-as padding (neither candidates nor targets); a short sample is filled up by repeating its
-background RoIs in order (the original drew random RoIs). See :func:`proposal_target_symbol`
-for building it from a config.
+as padding (neither candidates nor targets), and so are rows of a class >= ``num_classes`` with
+class-specific regression (no slot for their targets; logged as a warning); a short sample is
+filled up by repeating its background RoIs in order (the original drew random RoIs); attributes
+and input shapes are checked when the symbol is built and bound, never in ``forward`` (see
+:mod:`lib.operator_py.base`). See :func:`proposal_target_symbol` for building it from a config.
 """
 
 from __future__ import annotations
@@ -39,7 +42,16 @@ from easydict import EasyDict
 
 from lib.bbox.bbox_regression import expand_bbox_regression_targets
 from lib.bbox.bbox_transform import bbox_overlaps, bbox_transform
-from lib.operator_py.proposal import parse_bool, parse_floats
+from lib.config.defaults import COUNT, FRACTION, Int, Num
+from lib.operator_py.base import (
+    CheckedProp,
+    bool_attr,
+    check_attrs,
+    float_attr,
+    floats_attr,
+    int_attr,
+    known,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -175,26 +187,25 @@ class ProposalTargetOperator(mx.operator.CustomOp):
         self._sample_kwargs = sample_kwargs
 
     def forward(self, is_train, req, in_data, out_data, aux):
+        # ProposalTargetProp checked that both inputs split evenly over the images, and the
+        # attributes (batch_rois a multiple of batch_images, fg_fraction in [0, 1]).
         all_rois = in_data[0].asnumpy()
         all_gt = in_data[1].asnumpy()
         num_images = self._batch_images
-        if all_rois.shape[0] % num_images or all_gt.shape[0] % num_images:
-            raise ValueError(
-                f"proposal_target: {all_rois.shape[0]} rois and {all_gt.shape[0]} gt rows do not "
-                f"split over batch_images={num_images} images"
-            )
+        rois_of_image = all_rois.shape[0] // num_images
         gt_per_image = all_gt.reshape(num_images, -1, 5)
         outputs: list[list[np.ndarray]] = [[], [], [], []]
         for b in range(num_images):
-            rois = all_rois[all_rois[:, 0] == b]
+            # By position, not by the batch index column: each image then has its N >= 1
+            # rows, so the sample (and the output size) never depends on the data.
+            rois = all_rois[b * rois_of_image : (b + 1) * rois_of_image]
             if self._batch_rois == -1:
-                rois_per_image = all_rois.shape[0] // num_images + gt_per_image.shape[1]
+                rois_per_image = rois_of_image + gt_per_image.shape[1]
                 fg_rois_per_image = rois_per_image
             else:
                 rois_per_image = self._batch_rois // num_images
                 fg_rois_per_image = int(np.round(self._fg_fraction * rois_per_image))
-            gt_boxes = gt_per_image[b]
-            gt_boxes = gt_boxes[gt_boxes[:, 4] > 0]  # rows of class <= 0 are padding
+            gt_boxes = self._real_gt(gt_per_image[b])
             gt_rois = np.hstack((np.full((gt_boxes.shape[0], 1), b, dtype=rois.dtype),
                                  gt_boxes[:, :4]))  # fmt: skip
             sampled = sample_rois(
@@ -210,17 +221,36 @@ class ProposalTargetOperator(mx.operator.CustomOp):
         for i, values in enumerate(outputs):
             self.assign(out_data[i], req[i], mx.nd.array(np.concatenate(values)))
 
+    def _real_gt(self, gt_boxes: np.ndarray) -> np.ndarray:
+        """The gt rows of one image that are objects: class > 0 (lower rows are padding) and,
+        with class-specific regression, < num_classes (a larger id has no target slot: the
+        row is dropped with a warning instead of failing in forward)."""
+        gt_boxes = gt_boxes[gt_boxes[:, 4] > 0]
+        if not self._sample_kwargs["class_agnostic"]:
+            unknown = gt_boxes[:, 4] >= self._num_classes
+            if unknown.any():
+                logger.warning(
+                    "proposal_target: ignoring gt boxes of classes %s (num_classes=%d)",
+                    sorted(set(gt_boxes[unknown, 4].tolist())),
+                    self._num_classes,
+                )
+                gt_boxes = gt_boxes[~unknown]
+        return gt_boxes
+
     def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
         for i in range(len(in_grad)):
             self.assign(in_grad[i], req[i], 0)
 
 
 @mx.operator.register("proposal_target")
-class ProposalTargetProp(mx.operator.CustomOpProp):
+class ProposalTargetProp(CheckedProp):
     """Attributes: the original's ``num_classes, batch_images, batch_rois, fg_fraction`` plus
-    the config values listed in the module docstring."""
+    the config values listed in the module docstring (see :meth:`parse`)."""
 
-    def __init__(
+    op_type = "proposal_target"
+    arguments = ("rois", "gt_boxes")
+
+    def parse(
         self,
         num_classes: str,
         batch_images: str,
@@ -235,49 +265,59 @@ class ProposalTargetProp(mx.operator.CustomOpProp):
         bbox_normalization_precomputed: str = "False",
         class_agnostic: str = "False",
     ) -> None:
-        super().__init__(need_top_grad=False)
-        self._num_classes = int(num_classes)
-        self._batch_images = int(batch_images)
-        self._batch_rois = int(batch_rois)
-        self._fg_fraction = float(fg_fraction)
-        agnostic = parse_bool(class_agnostic)
-        if self._batch_rois != -1 and (
-            self._batch_rois <= 0 or self._batch_rois % self._batch_images != 0
-        ):
+        """``num_classes`` (regression classes) >= 2; ``batch_images`` >= 1; ``batch_rois``
+        -1 or a multiple of ``batch_images``; fractions and IoU thresholds in [0, 1]; four
+        finite ``bbox_means``, four ``bbox_stds`` > 0, four ``bbox_weights`` >= 0."""
+        self._num_classes = int_attr("num_classes", num_classes, Int(min=2))
+        self._batch_images = int_attr("batch_images", batch_images, COUNT)
+        self._batch_rois = int_attr("batch_rois", batch_rois, Int(min=1, also=(-1,)))
+        if self._batch_rois != -1 and self._batch_rois % self._batch_images:
             raise ValueError(
-                f"proposal_target: batch_rois ({batch_rois}) must be -1 or a positive multiple "
-                f"of batch_images ({batch_images})"
+                f"attribute batch_rois must be -1 or a multiple of batch_images "
+                f"({self._batch_images}), got {batch_rois!r}"
             )
+        self._fg_fraction = float_attr("fg_fraction", fg_fraction, FRACTION)
+        agnostic = bool_attr("class_agnostic", class_agnostic)
         if agnostic and self._num_classes != 2:
             raise ValueError(
-                "proposal_target: class_agnostic regression has num_classes=2, got "
-                f"{self._num_classes}"
+                f"attribute num_classes must be 2 with class_agnostic regression, got "
+                f"{num_classes!r}"
             )
         self._sample_kwargs = {
-            "fg_thresh": float(fg_thresh),
-            "bg_thresh_hi": float(bg_thresh_hi),
-            "bg_thresh_lo": float(bg_thresh_lo),
-            "bbox_means": parse_floats(bbox_means),
-            "bbox_stds": parse_floats(bbox_stds),
-            "bbox_weights": parse_floats(bbox_weights),
-            "normalize_targets": parse_bool(bbox_normalization_precomputed),
+            "fg_thresh": float_attr("fg_thresh", fg_thresh, FRACTION),
+            "bg_thresh_hi": float_attr("bg_thresh_hi", bg_thresh_hi, FRACTION),
+            "bg_thresh_lo": float_attr("bg_thresh_lo", bg_thresh_lo, FRACTION),
+            "bbox_means": floats_attr("bbox_means", bbox_means, Num(), length=4),
+            "bbox_stds": floats_attr("bbox_stds", bbox_stds, Num(above=0), length=4),
+            "bbox_weights": floats_attr("bbox_weights", bbox_weights, Num(min=0), length=4),
+            "normalize_targets": bool_attr(
+                "bbox_normalization_precomputed", bbox_normalization_precomputed
+            ),
             "class_agnostic": agnostic,
         }
-
-    def list_arguments(self):
-        return ["rois", "gt_boxes"]
 
     def list_outputs(self):
         return ["rois_output", "label", "bbox_target", "bbox_weight"]
 
     def infer_shape(self, in_shape):
         rois_shape, gt_boxes_shape = in_shape[0], in_shape[1]
-        if self._batch_rois == -1:
-            num = rois_shape[0] + gt_boxes_shape[0]  # per image N + G, for B images
-        else:
+        self.expect_shape("rois", rois_shape, (None, 5), "(B * N, 5)")
+        self.expect_shape("gt_boxes", gt_boxes_shape, (None, 5), "(B * G, 5)")
+        images = self._batch_images
+        for name, shape in (("rois", rois_shape), ("gt_boxes", gt_boxes_shape)):
+            if shape and shape[0] > 0 and shape[0] % images:
+                self.fail(
+                    f"{name} has {shape[0]} rows, which do not split over batch_images={images} "
+                    "images"
+                )
+        if self._batch_rois != -1:
             num = self._batch_rois
-        outputs = [(num, 5), (num,), (num, 4 * self._num_classes), (num, 4 * self._num_classes)]
-        return [rois_shape, gt_boxes_shape], outputs, []
+        elif known(rois_shape) and known(gt_boxes_shape):
+            num = rois_shape[0] + gt_boxes_shape[0]  # per image N + G, for B images
+        else:  # partial inference: not known yet
+            return in_shape, [()] * 4, []
+        c4 = 4 * self._num_classes
+        return [rois_shape, gt_boxes_shape], [(num, 5), (num,), (num, c4), (num, c4)], []
 
     def create_operator(self, ctx, shapes, dtypes):
         return ProposalTargetOperator(
@@ -287,9 +327,6 @@ class ProposalTargetProp(mx.operator.CustomOpProp):
             self._fg_fraction,
             self._sample_kwargs,
         )
-
-    def declare_backward_dependency(self, out_grad, in_data, out_data):
-        return []
 
 
 def proposal_target_symbol(
@@ -310,17 +347,17 @@ def proposal_target_symbol(
 
     Returns:
         The 4-output symbol ``rois_output, label, bbox_target, bbox_weight``.
+
+    Raises:
+        ValueError: a value out of the op's range, e.g. ``proposal_target: attribute
+            batch_images must be an integer >= 1, got '0'``.
     """
     train = cfg.TRAIN
 
     def floats(values: Sequence[float]) -> tuple[float, ...]:
         return tuple(float(v) for v in values)
 
-    return mx.sym.Custom(
-        rois=rois,
-        gt_boxes=gt_boxes,
-        op_type="proposal_target",
-        name=name,
+    attrs = dict(
         num_classes=int(num_reg_classes),
         batch_images=int(train.BATCH_IMAGES),
         batch_rois=int(train.BATCH_ROIS),
@@ -333,4 +370,8 @@ def proposal_target_symbol(
         bbox_weights=floats(train.BBOX_WEIGHTS),
         bbox_normalization_precomputed=bool(train.BBOX_NORMALIZATION_PRECOMPUTED),
         class_agnostic=bool(cfg.CLASS_AGNOSTIC),
+    )
+    check_attrs(ProposalTargetProp, attrs)
+    return mx.sym.Custom(
+        rois=rois, gt_boxes=gt_boxes, op_type="proposal_target", name=name, **attrs
     )

@@ -21,7 +21,7 @@ from typing import Any
 
 import mxnet as mx
 
-from lib.operator_py import proposal_target_symbol
+from lib.operator_py import box_annotator_ohem_symbol, proposal_target_symbol
 from lib.symbols.rpn import rpn_proposals, softmax_grad_scale
 
 __all__ = ["rcnn_rois", "rcnn_test_outputs", "rcnn_train_outputs"]
@@ -99,18 +99,17 @@ def rcnn_train_outputs(
     batch_images = train.BATCH_IMAGES
     scale = softmax_grad_scale(batch_images)
     if train.ENABLE_OHEM:
-        label, bbox_weight = mx.sym.Custom(
-            op_type="BoxAnnotatorOHEM",
+        label, bbox_weight = box_annotator_ohem_symbol(
+            cls_score,
+            bbox_pred,
+            label,
+            bbox_target,
+            bbox_weight,
             name="box_annotator_ohem",
             num_classes=num_classes,
             num_reg_classes=num_reg_classes,
             roi_per_img=train.BATCH_ROIS_OHEM,
             batch_images=batch_images,
-            cls_score=cls_score,
-            bbox_pred=bbox_pred,
-            labels=label,
-            bbox_targets=bbox_target,
-            bbox_weights=bbox_weight,
         )
         cls_prob = mx.sym.SoftmaxOutput(
             name="cls_prob",

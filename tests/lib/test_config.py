@@ -13,7 +13,10 @@ from lib.config import (
     ARCH_DEFAULTS,
     CONVERSIONS,
     DEFAULTS,
+    DOMAINS,
+    RULES,
     add_config_args,
+    check_config,
     config_from_args,
     default_config,
     dump_config,
@@ -22,6 +25,7 @@ from lib.config import (
     save_config,
     unused_settings,
 )
+from lib.config.defaults import Each, Int, Num, OneOf, Words
 from lib.dataset.synthetic import CLASSES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,6 +69,8 @@ SYNTHETIC_CFGS = {
 }
 
 ALL_YAMLS = sorted(EXPERIMENTS.glob("*/cfgs/*.yaml"))
+# The original release's own files, byte for byte (where the shared references are checked out).
+REFERENCE_YAMLS = sorted((REPO.parent / "shared" / "refs" / "original_cfgs").glob("*/*.yaml"))
 
 
 def cfg_path(arch: str, name: str) -> Path:
@@ -126,6 +132,13 @@ def test_every_experiment_yaml_loads(path):
     assert cfg.network.NUM_ANCHORS == len(cfg.network.ANCHOR_SCALES) * len(
         cfg.network.ANCHOR_RATIOS
     )
+
+
+@pytest.mark.parametrize("path", REFERENCE_YAMLS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_the_original_release_yamls_load_unchanged(path):
+    """The original files themselves (not our copies) pass every key, type and value check."""
+    cfg = load_config(path)
+    assert cfg.symbol == yaml.safe_load(path.read_text())["symbol"]
 
 
 @pytest.mark.parametrize("arch", sorted(SYNTHETIC_CFGS))
@@ -691,3 +704,267 @@ def test_new_keys_are_checked(tmp_path):
         load_config(write_yaml(tmp_path, "symbol: x\nTEST:\n  SOFTNMS_METHOD: hard\n"))
     cfg = load_config(write_yaml(tmp_path, "symbol: x\nTEST_SCALES: []\ncpu_contexts: 2\n"))
     assert cfg.TEST_SCALES == [] and cfg.cpu_contexts == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Values: DOMAINS and RULES (lib/config/defaults.py).
+
+
+def _leaves(tree, prefix=""):
+    for name, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", value
+
+
+LEAVES = dict(_leaves(DEFAULTS))
+
+
+def test_domains_and_rules_name_known_keys():
+    assert set(DOMAINS) <= set(LEAVES), set(DOMAINS) - set(LEAVES)
+    for rule in RULES:
+        assert set(rule.keys) <= set(LEAVES), rule.keys
+
+
+def _is_numeric(value) -> bool:
+    items = value if isinstance(value, (list, tuple)) else [value]
+    items = [x for v in items for x in (v if isinstance(v, (list, tuple)) else [v])]
+    return bool(items) and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) for x in items
+    )
+
+
+def test_every_numeric_key_has_a_domain():
+    """So a new count or threshold cannot be added without saying which values it takes."""
+    numeric = {key for key, value in LEAVES.items() if _is_numeric(value)}
+    numeric.add("TEST_SCALES")  # a list of pairs, empty by default
+    assert numeric - set(DOMAINS) == set()
+
+
+@pytest.mark.parametrize("arch", sorted(ARCH_DEFAULTS))
+def test_defaults_satisfy_their_domains(arch):
+    cfg = default_config(arch)
+    for key, domain in DOMAINS.items():
+        assert domain.check(get(cfg, key)), (key, get(cfg, key), domain.describe())
+    for rule in RULES:
+        assert rule.holds(*(get(cfg, k) for k in rule.keys)), rule.expected
+    check_config(cfg, arch=arch)
+
+
+@pytest.mark.parametrize(
+    "domain, text",
+    [
+        (Int(min=1), "an integer >= 1"),
+        (Int(min=-1, note="-1 or 0: no limit"), "an integer >= -1 (-1 or 0: no limit)"),
+        (Int(min=1, also=(-1,), note="all"), "an integer >= 1, or -1 (all)"),
+        (Int(), "an integer"),
+        (Num(min=0), "a number >= 0"),
+        (Num(above=0), "a number > 0"),
+        (Num(min=0, max=1), "a number in [0, 1]"),
+        (Num(min=0, below=1), "a number in [0, 1)"),
+        (Num(above=0, max=1), "a number in (0, 1]"),
+        (Num(max=0.5), "a number <= 0.5"),
+        (Num(), "a finite number"),
+        (Each(Int(min=1)), "integers >= 1"),
+        (Each(Num()), "finite numbers"),
+        (OneOf(("a", "b")), "'a' or 'b'"),
+        (OneOf(("a", "b", "c")), "one of 'a', 'b', 'c'"),
+        (Each(Words("non-empty strings")), "non-empty strings"),
+    ],
+)
+def test_domain_descriptions(domain, text):
+    assert domain.describe() == text
+
+
+# Representative bad values of each kind of domain: (override, key, expected text, got text).
+BAD_VALUES = [
+    # counts
+    ("TRAIN.BATCH_IMAGES=0", "TRAIN.BATCH_IMAGES", "an integer >= 1", "0"),
+    ("TEST.BATCH_IMAGES=-1", "TEST.BATCH_IMAGES", "an integer >= 1", "-1"),
+    ("default.frequent=0", "default.frequent", "an integer >= 1", "0"),
+    ("cpu_contexts=0", "cpu_contexts", "an integer >= 1", "0"),
+    ("TRAIN.RPN_POST_NMS_TOP_N=0", "TRAIN.RPN_POST_NMS_TOP_N", "an integer >= 1", "0"),
+    ("TRAIN.RPN_BATCH_SIZE=-1", "TRAIN.RPN_BATCH_SIZE", "an integer >= 1", "-1"),
+    ("TRAIN.CROP_WIDTH=0", "TRAIN.CROP_WIDTH", "an integer >= 1", "0"),
+    ("dataset.NUM_CLASSES=1", "dataset.NUM_CLASSES", "an integer >= 2", "1"),
+    # non-negative integers
+    ("TRAIN.end_epoch=-1", "TRAIN.end_epoch", "an integer >= 0", "-1"),
+    ("TEST.test_epoch=-2", "TEST.test_epoch", "an integer >= 0", "-2"),
+    ("network.IMAGE_STRIDE=-32", "network.IMAGE_STRIDE", "an integer >= 0", "-32"),
+    ("TRAIN.RPN_MIN_SIZE=-1", "TRAIN.RPN_MIN_SIZE", "an integer >= 0", "-1"),
+    # counts with a "no limit" / "all" value
+    ("TEST.RPN_PRE_NMS_TOP_N=-2", "TEST.RPN_PRE_NMS_TOP_N", "an integer >= -1 (-1 or 0: no "
+     "limit)", "-2"),
+    ("TEST.max_per_image=-5", "TEST.max_per_image", "an integer >= -1 (-1 or 0: no limit)", "-5"),
+    ("TRAIN.BATCH_ROIS=0", "TRAIN.BATCH_ROIS", "an integer >= 1, or -1 (every proposal and gt "
+     "box)", "0"),
+    ("TRAIN.BATCH_ROIS=-2", "TRAIN.BATCH_ROIS", "an integer >= 1, or -1", "-2"),
+    # rates
+    ("TRAIN.lr=-1", "TRAIN.lr", "a number >= 0", "-1.0"),
+    ("TRAIN.lr=.nan", "TRAIN.lr", "a number >= 0", "nan"),
+    ("TRAIN.lr=.inf", "TRAIN.lr", "a number >= 0", "inf"),
+    ("TRAIN.wd=-0.0001", "TRAIN.wd", "a number >= 0", "-0.0001"),
+    ("TRAIN.warmup_lr=-0.1", "TRAIN.warmup_lr", "a number >= 0", "-0.1"),
+    ("TRAIN.ALTERNATE.rpn2_lr=-1", "TRAIN.ALTERNATE.rpn2_lr", "a number >= 0", "-1.0"),
+    ("TRAIN.lr_factor=0", "TRAIN.lr_factor", "a number in (0, 1]", "0.0"),
+    ("TRAIN.lr_factor=10", "TRAIN.lr_factor", "a number in (0, 1]", "10.0"),
+    ("TRAIN.momentum=1", "TRAIN.momentum", "a number in [0, 1)", "1.0"),
+    # fractions and IoU thresholds
+    ("TEST.NMS=2", "TEST.NMS", "a number in [0, 1]", "2.0"),
+    ("TRAIN.FG_FRACTION=-0.25", "TRAIN.FG_FRACTION", "a number in [0, 1]", "-0.25"),
+    ("TRAIN.RPN_NMS_THRESH=1.01", "TRAIN.RPN_NMS_THRESH", "a number in [0, 1]", "1.01"),
+    ("TRAIN.BBOX_REGRESSION_THRESH=-1", "TRAIN.BBOX_REGRESSION_THRESH", "a number in [0, 1]",
+     "-1.0"),
+    ("TRAIN.RPN_POSITIVE_WEIGHT=-0.5", "TRAIN.RPN_POSITIVE_WEIGHT", "a number in [0, 1], or -1 "
+     "(uniform)", "-0.5"),
+    ("TEST.SOFTNMS_THRESH=0", "TEST.SOFTNMS_THRESH", "a number > 0", "0.0"),
+    # sequences
+    ("TEST_SCALES=[[0, 0]]", "TEST_SCALES", "integers >= 1", "[[0, 0]]"),
+    ("SCALES=[600, -1000]", "SCALES", "integers >= 1", "[[600, -1000]]"),
+    ("network.RPN_FEAT_STRIDE=0", "network.RPN_FEAT_STRIDE", "integers >= 1", "0"),
+    ("network.RPN_FEAT_STRIDE=[4, 0]", "network.RPN_FEAT_STRIDE", "integers >= 1", "[4, 0]"),
+    ("network.ANCHOR_RATIOS=[0.5, 0, 2]", "network.ANCHOR_RATIOS", "numbers > 0", "[0.5, 0, 2]"),
+    ("network.ANCHOR_SCALES=[8, -16, 32]", "network.ANCHOR_SCALES", "numbers > 0",
+     "[8, -16, 32]"),
+    ("TRAIN.BBOX_STDS=[0.1, 0.1, 0, 0.2]", "TRAIN.BBOX_STDS", "numbers > 0",
+     "[0.1, 0.1, 0.0, 0.2]"),
+    ("TRAIN.BBOX_WEIGHTS=[1, -1, 1, 1]", "TRAIN.BBOX_WEIGHTS", "numbers >= 0",
+     "[1.0, -1.0, 1.0, 1.0]"),
+    ("network.PIXEL_MEANS=[1, .nan, 2]", "network.PIXEL_MEANS", "finite numbers",
+     "[1.0, nan, 2.0]"),
+    ("network.FIXED_PARAMS=[conv1, '']", "network.FIXED_PARAMS", "non-empty strings",
+     "['conv1', '']"),
+    # strings with a form
+    ("TEST.SOFTNMS_METHOD=hard", "TEST.SOFTNMS_METHOD", "'gaussian' or 'linear'", "'hard'"),
+    ("TRAIN.lr_step=four", "TRAIN.lr_step", "comma-separated increasing epochs > 0", "'four'"),
+    ("TRAIN.lr_step=6,4", "TRAIN.lr_step", "comma-separated increasing epochs > 0", "'6,4'"),
+    ("TRAIN.lr_step=0", "TRAIN.lr_step", "comma-separated increasing epochs > 0", "'0'"),
+    ("TRAIN.ALTERNATE.rfcn1_lr_step=x", "TRAIN.ALTERNATE.rfcn1_lr_step",
+     "comma-separated increasing epochs > 0", "'x'"),
+    ("gpus=0,0", "gpus", "comma-separated distinct GPU ids >= 0", "'0,0'"),
+    ("gpus=-1", "gpus", "comma-separated distinct GPU ids >= 0", "'-1'"),
+    ("gpus=a", "gpus", "comma-separated distinct GPU ids >= 0", "'a'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("override, key, expected, got", BAD_VALUES, ids=[b[0] for b in BAD_VALUES])
+def test_values_out_of_their_domain_are_rejected(override, key, expected, got):
+    path = cfg_path("rfcn", "rfcn_coco_demo.yaml")
+    pattern = (
+        rf"^bad value for config key {re.escape(key)} in --set {re.escape(override)}: "
+        rf"expected {re.escape(expected)}.*, got {re.escape(got)}$"
+    )
+    with pytest.raises(ValueError, match=pattern):
+        load_config(path, [override])
+
+
+def test_the_reported_values_are_rejected_with_their_range():
+    """The reported cases, word for word."""
+    path = cfg_path("rfcn", "rfcn_coco_demo.yaml")
+    cases = {
+        "TRAIN.BATCH_IMAGES=0": "TRAIN.BATCH_IMAGES in --set TRAIN.BATCH_IMAGES=0: expected an "
+        "integer >= 1, got 0",
+        "TRAIN.lr=-1": "TRAIN.lr in --set TRAIN.lr=-1: expected a number >= 0, got -1.0",
+        "TEST.NMS=2": "TEST.NMS in --set TEST.NMS=2: expected a number in [0, 1], got 2.0",
+        "TEST_SCALES=[[0, 0]]": "TEST_SCALES in --set TEST_SCALES=[[0, 0]]: expected integers "
+        ">= 1, got [[0, 0]]",
+    }
+    for override, message in cases.items():
+        with pytest.raises(ValueError) as info:
+            load_config(path, [override])
+        assert str(info.value) == f"bad value for config key {message}"
+
+
+def test_a_bad_value_in_the_yaml_names_the_yaml(tmp_path):
+    path = write_yaml(tmp_path, "symbol: x\nTRAIN:\n  BATCH_IMAGES: 0\n", "bad.yaml")
+    # an unrelated override does not change where the bad value was set
+    with pytest.raises(ValueError, match=r"key TRAIN\.BATCH_IMAGES in .*bad\.yaml: expected an"):
+        load_config(path, ["TRAIN.lr=0.1"])
+    # a later override fixes it
+    assert load_config(path, ["TRAIN.BATCH_IMAGES=1"]).TRAIN.BATCH_IMAGES == 1
+
+
+# Boundary values: accepted.
+BOUNDARIES = [
+    ["TRAIN.BATCH_IMAGES=1", "TEST.BATCH_IMAGES=1", "cpu_contexts=1", "default.frequent=1"],
+    ["TRAIN.FG_FRACTION=0", "TRAIN.RPN_FG_FRACTION=0", "TEST.NMS=0", "TRAIN.RPN_NMS_THRESH=0"],
+    ["TRAIN.FG_FRACTION=1", "TRAIN.RPN_FG_FRACTION=1", "TEST.NMS=1", "TRAIN.RPN_NMS_THRESH=1"],
+    ["TRAIN.lr=0", "TRAIN.wd=0", "TRAIN.momentum=0", "TRAIN.lr_factor=1", "TRAIN.warmup_lr=0"],
+    ["TRAIN.RPN_PRE_NMS_TOP_N=-1", "TEST.RPN_PRE_NMS_TOP_N=0", "TEST.max_per_image=0",
+     "TEST.PROPOSAL_PRE_NMS_TOP_N=1", "TRAIN.RPN_POST_NMS_TOP_N=1", "TEST.RPN_MIN_SIZE=0"],
+    ["TEST.max_per_image=-1", "TEST.PROPOSAL_PRE_NMS_TOP_N=-1"],
+    ["TRAIN.BATCH_ROIS=-1", "TRAIN.BATCH_IMAGES=3"],
+    ["TRAIN.BATCH_ROIS=1", "TRAIN.BATCH_IMAGES=1"],
+    ["TRAIN.BATCH_ROIS=6", "TRAIN.BATCH_IMAGES=3"],
+    ["TRAIN.BG_THRESH_LO=0.5", "TRAIN.BG_THRESH_HI=0.5", "TRAIN.FG_THRESH=0.5"],
+    ["TRAIN.BG_THRESH_LO=0", "TRAIN.BG_THRESH_HI=1", "TRAIN.FG_THRESH=1"],
+    ["TRAIN.RPN_NEGATIVE_OVERLAP=0.7", "TRAIN.RPN_POSITIVE_OVERLAP=0.7"],
+    ["TRAIN.begin_epoch=0", "TRAIN.end_epoch=0", "TEST.test_epoch=0"],
+    ["TRAIN.begin_epoch=8", "TRAIN.end_epoch=8"],
+    ["TEST.SOFTNMS_METHOD=linear", "TEST.SOFTNMS_THRESH=1"],
+    ["TEST.SOFTNMS_METHOD=gaussian", "TEST.SOFTNMS_THRESH=2.5"],
+    ["SCALES=[1, 1]", "TEST_SCALES=[]", "network.IMAGE_STRIDE=0", "network.RPN_FEAT_STRIDE=1"],
+    ["network.ANCHOR_SCALES=[0.5]", "network.ANCHOR_RATIOS=[1]", "network.NUM_ANCHORS=1"],
+    ["dataset.NUM_CLASSES=2", "TRAIN.RPN_POSITIVE_WEIGHT=0", "TRAIN.BBOX_WEIGHTS=[0, 0, 0, 0]"],
+    ["TRAIN.RPN_POSITIVE_WEIGHT=1", "network.PIXEL_MEANS=[-1, 0, 1000.5]"],
+    ["TRAIN.lr_step=''", "gpus=''", "network.FIXED_PARAMS=[]"],
+    ["TRAIN.lr_step=0.5", "gpus=3", "TRAIN.ALTERNATE.rpn1_lr_step='1, 2.5'"],
+    ["TRAIN.lr_step=4,6", "gpus=1, 0", "TRAIN.ALTERNATE.RPN_BATCH_IMAGES=0"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("overrides", BOUNDARIES, ids=[" ".join(b) for b in BOUNDARIES])
+def test_boundary_values_are_accepted(overrides):
+    cfg = load_config(cfg_path("rfcn", "rfcn_coco_demo.yaml"), overrides)
+    for item in overrides:
+        key, _, text = item.partition("=")
+        value = yaml.safe_load(text)
+        got = get(cfg, key)
+        if isinstance(got, str):
+            assert got == ("" if value is None else str(value)), key
+        elif isinstance(got, (float, int)):
+            assert got == value, key
+
+
+RULE_CASES = [
+    (["TRAIN.BATCH_ROIS=128", "TRAIN.BATCH_IMAGES=3"], "TRAIN.BATCH_ROIS",
+     "-1 or a multiple of TRAIN.BATCH_IMAGES", "TRAIN.BATCH_ROIS=128, TRAIN.BATCH_IMAGES=3"),
+    (["TRAIN.BG_THRESH_LO=0.3", "TRAIN.BG_THRESH_HI=0.2"], "TRAIN.BG_THRESH_LO",
+     "TRAIN.BG_THRESH_LO <= TRAIN.BG_THRESH_HI", "TRAIN.BG_THRESH_LO=0.3, TRAIN.BG_THRESH_HI=0.2"),
+    (["TRAIN.BG_THRESH_HI=0.6"], "TRAIN.BG_THRESH_HI", "TRAIN.BG_THRESH_HI <= TRAIN.FG_THRESH",
+     "TRAIN.BG_THRESH_HI=0.6, TRAIN.FG_THRESH=0.5"),
+    (["TRAIN.RPN_NEGATIVE_OVERLAP=0.8"], "TRAIN.RPN_NEGATIVE_OVERLAP",
+     "TRAIN.RPN_NEGATIVE_OVERLAP <= TRAIN.RPN_POSITIVE_OVERLAP",
+     "TRAIN.RPN_NEGATIVE_OVERLAP=0.8, TRAIN.RPN_POSITIVE_OVERLAP=0.7"),
+    (["network.NUM_ANCHORS=9"], "network.NUM_ANCHORS", "len(ANCHOR_SCALES) * len(ANCHOR_RATIOS)",
+     "network.NUM_ANCHORS=9, network.ANCHOR_SCALES=[4, 8, 16, 32], "
+     "network.ANCHOR_RATIOS=[0.5, 1, 2]"),
+    (["TEST.SOFTNMS_METHOD=linear", "TEST.SOFTNMS_THRESH=1.5"], "TEST.SOFTNMS_THRESH",
+     "an IoU <= 1 for TEST.SOFTNMS_METHOD 'linear'",
+     "TEST.SOFTNMS_THRESH=1.5, TEST.SOFTNMS_METHOD='linear'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("overrides, key, expected, got", RULE_CASES,
+                         ids=[c[1] for c in RULE_CASES])  # fmt: skip
+def test_inconsistent_keys_are_rejected(overrides, key, expected, got):
+    path = cfg_path("rfcn", "rfcn_coco_demo.yaml")
+    pattern = (
+        rf"^bad value for config key {re.escape(key)} in .*rfcn_coco_demo\.yaml with overrides: "
+        rf"expected {re.escape(expected)}, got {re.escape(got)}$"
+    )
+    with pytest.raises(ValueError, match=pattern):
+        load_config(path, overrides)
+
+
+def test_check_config_checks_a_config_changed_in_code():
+    cfg = load_config(cfg_path("rfcn", "rfcn_coco_demo.yaml"))
+    check_config(cfg)
+    cfg.TRAIN.BATCH_IMAGES = 0
+    with pytest.raises(ValueError, match=r"TRAIN\.BATCH_IMAGES in <config>: expected an integer"):
+        check_config(cfg)
+    cfg.TRAIN.BATCH_IMAGES = 2
+    cfg.TRAIN.BATCH_ROIS = 127
+    with pytest.raises(ValueError, match=r"TRAIN\.BATCH_ROIS in my run: expected -1 or a multi"):
+        check_config(cfg, "my run")

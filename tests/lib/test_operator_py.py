@@ -9,9 +9,16 @@ import pytest
 import lib.operator_py  # noqa: F401 (registers the ops)
 from lib.bbox.bbox_transform import bbox_overlaps_py, bbox_transform
 from lib.config import default_config
+from lib.nms.nms import cpu_nms_wrapper
 from lib.operator_py.box_annotator_ohem import per_roi_loss
-from lib.operator_py.proposal import parse_bool, parse_floats, proposal_symbol
+from lib.operator_py.proposal import (
+    generate_proposals,
+    parse_bool,
+    parse_floats,
+    proposal_symbol,
+)
 from lib.operator_py.proposal_target import proposal_target_symbol, sample_rois
+from lib.rpn.generate_anchor import generate_anchors
 
 SCALES = (4, 8, 16, 32)
 RATIOS = (0.5, 1, 2)
@@ -561,3 +568,159 @@ def test_box_annotator_ohem_shape_check():
         sym.infer_shape(
             cls=(300, 20), pred=(300, 8), label=(300,), target=(300, 8), weight=(300, 8)
         )
+
+
+def test_box_annotator_ohem_shape_errors_name_the_input():
+    sym = mx.sym.Custom(
+        *[mx.sym.var(n) for n in ("cls", "pred", "label", "target", "weight")],
+        op_type="BoxAnnotatorOHEM", num_classes=21, num_reg_classes=2, roi_per_img=128,
+        batch_images=2,
+    )  # fmt: skip
+    shapes = {"cls": (300, 21), "pred": (300, 8), "label": (300,), "target": (300, 8)}
+    with pytest.raises(mx.base.MXNetError):
+        sym.infer_shape(**shapes, weight=(300, 84))
+    with pytest.raises(mx.base.MXNetError):
+        sym.infer_shape(**{**shapes, "cls": (301, 21)}, weight=(301, 8))
+    # the messages themselves (logged; MXNet's exception only says "Check failed"): see
+    # tests/lib/test_custom_op_errors.py
+
+
+# ----------------------------------------------------------------------------------------------
+# Nothing is left to fail in forward: attributes and shapes are checked when the symbol is
+# built and bound (tests/lib/test_custom_op_errors.py), and what only the data can show is
+# handled without raising.
+
+
+def _ohem_inputs():
+    return [mx.sym.var(n) for n in ("cls", "pred", "label", "target", "weight")]
+
+
+@pytest.mark.parametrize(
+    "sym",
+    [
+        lambda: mx.sym.Custom(*[mx.sym.var(n) for n in "cbi"], op_type="proposal"),
+        lambda: mx.sym.Custom(
+            *[mx.sym.var(n) for n in "rg"],
+            op_type="proposal_target",
+            **{"num_classes": 2, "batch_images": 2, "batch_rois": -1},
+        ),
+        lambda: mx.sym.Custom(
+            *_ohem_inputs(),
+            op_type="BoxAnnotatorOHEM",
+            **{"num_classes": 3, "num_reg_classes": 2, "roi_per_img": 4},
+        ),
+    ],
+    ids=["proposal", "proposal_target", "BoxAnnotatorOHEM"],
+)
+def test_partial_shape_inference_with_nothing_known(sym):
+    """infer_shape is also called with unknown (empty) shapes: no error, unknown outputs."""
+    sym = sym()
+    _, out_shapes, _ = sym.infer_shape_partial()
+    assert all(s == () for s in out_shapes)
+
+
+@pytest.mark.parametrize("im_info", [(10.0, 12.0, 1.0), (0.0, 0.0, 1.0), (np.nan, 50.0, 1.0)])
+def test_proposal_image_smaller_than_a_cell_or_corrupt_im_info(im_info, caplog):
+    """The original crashed on an image smaller than one feature cell (an empty crop of the
+    map); its first cell is used. A NaN size takes the whole map (and is logged)."""
+    rng = np.random.RandomState(11)
+    cls_prob, deltas = rpn_outputs(rng, 4, 5)
+    with caplog.at_level("WARNING", logger="lib.operator_py.proposal"):
+        rois, scores = run_proposal(
+            cls_prob, deltas, im_info, rpn_post_nms_top_n=20, threshold=0.7, rpn_min_size=16
+        )
+    assert rois.shape == (20, 5) and scores.shape == (20, 1)
+    if np.isfinite(im_info).all():
+        assert (scores > 0).all()  # real proposals of the first cell, not the empty-map zeros
+        assert (rois[:, 1:3] >= 0).all()
+        assert (rois[:, 3] <= max(im_info[1] - 1, 0)).all()
+        assert (rois[:, 4] <= max(im_info[0] - 1, 0)).all()
+    else:
+        assert "non-finite im_info" in caplog.text
+
+
+def test_generate_proposals_on_an_empty_map_returns_zero_boxes():
+    anchors = generate_anchors(base_size=16, scales=SCALES, ratios=RATIOS)
+    rois, scores = generate_proposals(
+        np.zeros((A, 0, 0)), np.zeros((4 * A, 0, 0)), np.array([100.0, 100.0, 1.0]), anchors,
+        16, 100, 7, 0, cpu_nms_wrapper(0.7),
+    )  # fmt: skip
+    assert rois.shape == (7, 5) and (rois == 0).all() and (scores == 0).all()
+
+
+def test_proposal_target_finds_each_image_by_position():
+    """Image b's proposals are rows [b * N, (b + 1) * N) (the proposal ops' layout); a wrong
+    batch index column no longer changes the output size (the original selected by it)."""
+    rng = np.random.RandomState(13)
+    props = np.vstack([jittered_rois(rng, 20), jittered_rois(rng, 20)])
+    props[:, 0] = 0  # every row claims image 0
+    gt = np.stack([GT, GT]).reshape(-1, 5)
+    outputs = mx.nd.Custom(
+        mx.nd.array(props), mx.nd.array(gt), op_type="proposal_target", num_classes=2,
+        batch_images=2, batch_rois=-1, class_agnostic=True,
+    )  # fmt: skip
+    rois = outputs[0].asnumpy()
+    assert rois.shape == (2 * (20 + 2), 5)
+    assert set(rois[22:, 0]) <= {0.0, 1.0}  # gt rows get their image's index
+
+
+def test_proposal_target_ignores_gt_of_a_class_it_has_no_slot_for(caplog):
+    """Class-specific regression with 5 classes and a gt box of class 7: the original failed
+    in forward (no target slot); the box is ignored and logged."""
+    rng = np.random.RandomState(14)
+    gt = np.array([[20, 30, 120, 150, 3], [200, 100, 300, 220, 7]], dtype=np.float64)
+    with caplog.at_level("WARNING", logger="lib.operator_py.proposal_target"):
+        _, label, target, weight = mx.nd.Custom(
+            mx.nd.array(jittered_rois(rng, 40)), mx.nd.array(gt), op_type="proposal_target",
+            num_classes=5, batch_images=1, batch_rois=32,
+        )  # fmt: skip
+        label = label.asnumpy()
+    assert set(label.tolist()) <= {0.0, 3.0} and (label == 3).any()
+    assert target.shape == weight.shape == (32, 20)
+    assert "ignoring gt boxes of classes [7.0] (num_classes=5)" in caplog.text
+
+
+def test_box_annotator_ohem_ignores_labels_outside_the_classes(caplog):
+    """A label >= num_classes (or NaN) has no score: the original failed in forward; the RoI
+    is ignored (-1, no box weight) and logged."""
+    rng = np.random.RandomState(15)
+    cls_score = rng.randn(6, 4)
+    labels = np.array([1, 0, 4, 2, np.nan, 3], dtype=np.float64)
+    weights = np.ones((6, 8))
+    with caplog.at_level("WARNING", logger="lib.operator_py.box_annotator_ohem"):
+        labels_ohem, weights_ohem = mx.nd.Custom(
+            mx.nd.array(cls_score), mx.nd.zeros((6, 8)), mx.nd.array(labels), mx.nd.zeros((6, 8)),
+            mx.nd.array(weights), op_type="BoxAnnotatorOHEM", num_classes=4, num_reg_classes=2,
+            roi_per_img=3,
+        )  # fmt: skip
+        labels_ohem, weights_ohem = labels_ohem.asnumpy(), weights_ohem.asnumpy()
+    assert labels_ohem[2] == -1 and labels_ohem[4] == -1
+    assert (weights_ohem[[2, 4]] == 0).all()
+    assert sorted(np.flatnonzero(labels_ohem >= 0)) == sorted(
+        np.argsort(-per_roi_loss(cls_score, np.zeros((6, 8)), labels, np.zeros((6, 8)), weights))[
+            :3
+        ]
+    )
+    assert "ignoring 2 RoIs labelled outside [0, 4)" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "build, key, value, message",
+    [
+        ("proposal", "RPN_POST_NMS_TOP_N", 0, "rpn_post_nms_top_n must be an integer >= 1"),
+        ("proposal", "RPN_NMS_THRESH", -0.5, r"threshold must be a number in \[0, 1\]"),
+        ("proposal_target", "BATCH_IMAGES", 0, "batch_images must be an integer >= 1"),
+        ("proposal_target", "FG_FRACTION", 2.0, r"fg_fraction must be a number in \[0, 1\]"),
+        ("proposal_target", "BBOX_STDS", (0.1, 0.1, 0.0, 0.2), "bbox_stds must be 4 numbers > 0"),
+    ],
+)
+def test_symbol_builders_reject_bad_values_before_mxnet(build, key, value, message):
+    """A config changed in code (so not checked by load_config): a plain ValueError."""
+    cfg = default_config("rfcn")
+    cfg.TRAIN[key] = value
+    cfg.TRAIN.CXX_PROPOSAL = False
+    with pytest.raises(ValueError, match=rf"^{build}: attribute {message}"):
+        if build == "proposal":
+            proposal_symbol(cfg, True, *[mx.sym.var(n) for n in "cbi"])
+        else:
+            proposal_target_symbol(cfg, mx.sym.var("rois"), mx.sym.var("gt"), 2)
