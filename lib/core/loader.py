@@ -530,6 +530,8 @@ class TestLoader(BatchLoader):
             ]  # fmt: skip
             extra["num_rois"] = [len(r) for r in rois[: len(real)]]
             second = tensor_vstack([r[np.newaxis] for r in rois]).astype(np.float32)
+            if second.shape[1] == 0:  # no image has proposals: MXNet reads a 0-length axis
+                second = np.zeros((len(rois), 1, 5), np.float32)  # as unknown; num_rois is 0
         return LoadedBatch(
             data=[tensor_vstack(tensors), second],
             label=[],

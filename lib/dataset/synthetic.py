@@ -25,7 +25,8 @@ Layout under ``root`` (the original's ``./data``)::
     cityscapes/leftImg8bit/{train,val}/<city>/<city>_000000_%06d_leftImg8bit.png
     cityscapes/gtFine/{train,val}/<city>/<city>_000000_%06d_gtFine_{labelIds,labelTrainIds,
         instanceIds}.png
-    synthetic/meta.json        parameters, classes and per-format mappings; written last
+    synthetic/meta.json        parameters, classes, per-format mappings, and the fingerprint of
+                               each tree written (what makes it the generator's to rewrite)
 
 The COCO evaluation set is named ``val``, not ``test``: the original COCO loader skips COCOeval
 for any image set whose name contains 'test'.
@@ -37,6 +38,7 @@ format written together with the others.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -84,7 +86,6 @@ _CITIES = {"train": ("alphaburg", "betaburg"), "val": ("gammaburg",)}
 
 MIN_VISIBILITY = 0.3  # objects with less of their area visible are dropped before painting
 _HUES = (0, 60, 115, 25)  # OpenCV hue (0-180) per class: red, green, blue, orange
-_MARKER = ".synthetic"  # marks a directory this module owns and may delete on regeneration
 
 
 def _unit_shapes() -> tuple[np.ndarray, ...]:
@@ -413,10 +414,11 @@ def write_demo_images(
 
     Each is the first scene of a ``(seed, 'demo', height, width)`` stream holding at least
     ``min_objects`` objects (objects and clutter scale with the image), so the files are a
-    function of the arguments.
+    function of the arguments. An existing file of the same name that holds other bytes (a
+    user's image, or one written with other arguments) is left as it is, with a warning.
 
     Returns:
-        The paths written.
+        The paths that hold the demo images (written now, or already there).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -430,8 +432,13 @@ def write_demo_images(
         ok, buf = cv2.imencode(".jpg", scene.image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
         if not ok:
             raise OSError(f"could not encode {directory / name}")
-        (directory / name).write_bytes(buf.tobytes())
-        written.append(directory / name)
+        path = directory / name
+        if not path.exists() and not path.is_symlink():
+            path.write_bytes(buf.tobytes())
+        elif path.is_symlink() or not path.is_file() or path.read_bytes() != buf.tobytes():
+            logger.warning("%s exists and differs from the demo image; left as it is", path)
+            continue
+        written.append(path)
     return written
 
 
@@ -740,11 +747,180 @@ _WRITERS: dict[str, tuple[Callable[..., dict], tuple[str, str]]] = {
     "voc": (write_voc, VOC_SETS),
     "cityscapes": (write_cityscapes, CITYSCAPES_SPLITS),
 }
+_GENERATOR = "lib.dataset.synthetic.generate"
+# Parameters of a recorded tree that generate() takes (the rest, e.g. 'version', describe it).
+_GENERATE_ARGS = ("num_train", "num_test", "seed", "size", "fixed_size")
 
 
 def meta_path(root: PathLike) -> Path:
     """Where ``generate`` records what it wrote: ``root/synthetic/meta.json``."""
     return Path(root) / "synthetic" / "meta.json"
+
+
+def format_dir(root: PathLike, fmt: str) -> Path:
+    """The directory ``generate`` writes format ``fmt`` to (``root/VOCdevkit/VOC2007`` for voc)."""
+    return _TARGETS[fmt](Path(root))
+
+
+def tree_fingerprint(directory: PathLike) -> dict[str, Any]:
+    """``{'files': n, 'sha1': ...}``: a digest of every file's relative path, size and
+    modification time (ns) under ``directory``; no file is read, so a few thousand cost
+    milliseconds. Any edit, added or removed file changes it (an edit that keeps both the size and
+    the nanosecond mtime aside)."""
+    directory = Path(directory)
+    digest = hashlib.sha1()
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(directory):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            rel = Path(path).relative_to(directory).as_posix()
+            digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            count += 1
+    return {"files": count, "sha1": digest.hexdigest()}
+
+
+def _read_meta(root: Path) -> dict:
+    path = meta_path(root)
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        logger.warning("ignoring unreadable %s (%s): its trees count as foreign", path, err)
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _write_meta(root: Path, meta: dict) -> None:
+    path = meta_path(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class TreeState:
+    """What a format directory under a root is to the generator (:func:`tree_state`).
+
+    Attributes:
+        fmt: 'coco', 'voc' or 'cityscapes'.
+        path: the format directory (:func:`format_dir`).
+        status: 'missing' (no such directory); 'generated' (written by :func:`generate` and
+            unchanged since); 'interrupted' (being written by :func:`generate` when it stopped);
+            'edited' (written by :func:`generate`, changed since); 'foreign' (no record of it in
+            the root's meta file: real data, a copy, or written by an older generator).
+        params: the parameters a 'generated' or 'interrupted' tree was written with.
+        note: one sentence saying which, naming the path.
+    """
+
+    fmt: str
+    path: Path
+    status: str
+    params: dict | None = None
+    note: str = ""
+
+    @property
+    def owned(self) -> bool:
+        """Whether :func:`generate` may delete and rewrite it: it wrote it and nobody else since."""
+        return self.status in ("generated", "interrupted")
+
+
+def tree_state(root: PathLike, fmt: str, meta: Mapping[str, Any] | None = None) -> TreeState:
+    """Whether ``format_dir(root, fmt)`` is missing, generated and unchanged, or someone else's.
+
+    A tree is the generator's only while ``root/synthetic/meta.json`` records it with the
+    fingerprint (:func:`tree_fingerprint`) it had when written: a copy elsewhere (no record in
+    its root), an edited tree (another fingerprint) or one written by a version that kept no
+    fingerprint is someone else's, never deleted.
+
+    Args:
+        meta: the root's meta dict, if already read.
+    """
+    root = Path(root)
+    target = format_dir(root, fmt)
+    if not target.exists() and not target.is_symlink():
+        return TreeState(fmt, target, "missing", note=f"{target} does not exist")
+    meta = _read_meta(root) if meta is None else meta
+    trees = meta.get("trees")
+    record = trees.get(fmt) if isinstance(trees, dict) else None
+    if target.is_symlink() or not target.is_dir() or not isinstance(record, dict):
+        return TreeState(
+            fmt, target, "foreign",
+            note=f"{target} was not written by {_GENERATOR} ({meta_path(root)} holds no record "
+            "of it)",
+        )  # fmt: skip
+    if record.get("status") == "writing":
+        if record.get("path") == str(target.resolve()):
+            return TreeState(
+                fmt, target, "interrupted", params=record.get("params"),
+                note=f"{target} was being written by {_GENERATOR} when it stopped",
+            )  # fmt: skip
+        return TreeState(
+            fmt, target, "foreign",
+            note=f"{target} is a copy of a tree {_GENERATOR} was writing to {record.get('path')}",
+        )  # fmt: skip
+    written, now = record.get("fingerprint") or {}, tree_fingerprint(target)
+    if now == written:
+        return TreeState(
+            fmt, target, "generated", params=record.get("params"),
+            note=f"{target} was written by {_GENERATOR} and is unchanged since",
+        )  # fmt: skip
+    return TreeState(
+        fmt, target, "edited",
+        note=f"{target} was changed since {_GENERATOR} wrote it ({now['files']} files now, "
+        f"{written.get('files')} written; files added, removed, or of other sizes or times)",
+    )  # fmt: skip
+
+
+def _trees_under(path: Path) -> tuple[Path, list[TreeState]]:
+    """The generator root of ``path`` and the (existing) format directories at or under it."""
+    for root in (path.parent, path.parent.parent, path):
+        states = [
+            tree_state(root, fmt)
+            for fmt in FORMATS
+            if format_dir(root, fmt) == path or path in format_dir(root, fmt).parents
+        ]
+        states = [s for s in states if s.status != "missing"]
+        if states:
+            return root, states
+    return path.parent, []
+
+
+def describe_existing(path: PathLike) -> tuple[bool, str]:
+    """Whether the existing ``path`` holds only synthetic trees that :func:`generate` wrote in
+    full and nobody changed since, and one sentence saying so or why not.
+
+    ``path`` is a format directory (``<root>/coco``, ``<root>/VOCdevkit``, ``<root>/cityscapes``,
+    ``<root>/VOCdevkit/VOC2007``) or a generator root, as a config's ``dataset_path``.
+    """
+    path = Path(path)
+    _, states = _trees_under(path)
+    if not states:
+        return False, f"{path} holds no tree written by {_GENERATOR}"
+    other = [s for s in states if s.status != "generated"]
+    return not other, (other or states)[0].note
+
+
+def use_existing(path: PathLike) -> None:
+    """Make the existing ``path`` (a config's ``dataset_path``) ready to be read, as it is.
+
+    A tree :func:`generate` was writing when it stopped is written again, with the parameters of
+    that run. Anything else is left as it is, with one info line when it is not the generator's
+    unchanged tree (real data, a copy, an edited tree).
+    """
+    path = Path(path)
+    root, states = _trees_under(path)
+    for state in states:
+        if state.status == "interrupted":
+            logger.info("%s: writing it again", state.note)
+            kwargs = {k: v for k, v in (state.params or {}).items() if k in _GENERATE_ARGS}
+            generate(root, formats=[state.fmt], **kwargs)
+    owned, note = describe_existing(path)
+    if not owned:
+        logger.info("using %s as it is: %s", path, note)
 
 
 def generate(
@@ -762,11 +938,18 @@ def generate(
     The 'train' stream of scenes becomes COCO ``train``, VOC ``trainval`` and Cityscapes
     ``train``; the 'test' stream COCO ``val``, VOC ``test`` and Cityscapes ``val``.
 
-    Nothing is written when ``root/synthetic/meta.json`` records the same parameters and every
-    format directory is there, unless ``force``. Otherwise the meta file is removed first and
-    written last (atomically), so an interrupted run is redone next time. Format directories
-    written earlier by this module are replaced; any other existing one is an error, so real
-    data under ``root`` is never deleted.
+    Each format directory (:func:`format_dir`) is handled by its :func:`tree_state`:
+
+    * missing: written;
+    * generated and unchanged since: kept when written with the same parameters (unless
+      ``force``), else deleted and rewritten;
+    * interrupted (a run stopped while writing it): deleted and rewritten;
+    * edited since it was written, or not written by the generator at all (real data, a copy,
+      the tree of an older generator version): never deleted or written into; one warning
+      names it, and the other formats are still written.
+
+    ``root/synthetic/meta.json`` records each tree before it is touched and its fingerprint
+    once written, so a tree is the generator's only while it is exactly as written.
 
     Args:
         root: data root (the original's ``./data``).
@@ -775,10 +958,12 @@ def generate(
         seed: same seed, same bytes.
         size: nominal image side; each image side is drawn in [0.8, 1.25] * size.
         fixed_size: make every image exactly ``size`` x ``size``.
-        force: regenerate even if the meta file matches.
+        force: rewrite the generator's own unchanged trees even if their parameters match.
 
     Returns:
-        The meta dict (also in ``root/synthetic/meta.json``).
+        The meta dict (also in ``root/synthetic/meta.json``): ``params`` of the last call that
+        wrote, per-format descriptions, ``counts`` and ``trees`` (per format: ``params``,
+        ``counts``, ``fingerprint``).
     """
     root = Path(root)
     if isinstance(formats, str):
@@ -796,33 +981,31 @@ def generate(
         "size": int(size),
         "fixed_size": bool(fixed_size),
     }
-    path = meta_path(root)
-    if not force and path.is_file():
-        try:
-            meta = json.loads(path.read_text())
-        except ValueError:
-            meta = {}
-        targets_ok = all((_TARGETS[f](root) / _MARKER).is_file() for f in formats)
-        if meta.get("params") == params and targets_ok:
-            logger.info("synthetic data in %s is up to date (%s); not regenerating", root, params)
-            return meta
-
+    tree_params = {k: v for k, v in params.items() if k != "formats"}
+    meta = _read_meta(root)
+    trees = meta.get("trees") if isinstance(meta.get("trees"), dict) else {}
+    written = []
     for fmt in formats:
-        target = _TARGETS[fmt](root)
-        if target.exists() and not (target / _MARKER).is_file():
-            raise FileExistsError(
-                f"{target} exists and was not written by the synthetic generator; "
-                "refusing to overwrite it (choose another --root)"
-            )
-    path.unlink(missing_ok=True)
-    logger.info("writing synthetic %s data to %s (%s)", "/".join(formats), root, params)
-    counts = {}
-    for fmt in formats:
-        target = _TARGETS[fmt](root)
-        if target.exists():
+        state = tree_state(root, fmt, meta)
+        if state.status == "generated" and state.params == tree_params and not force:
+            logger.info("%s is up to date (%s); not regenerating", state.path, tree_params)
+            continue
+        if not state.owned and state.status != "missing":
+            logger.warning(
+                "%s: left as it is (move it away, or choose another root, to generate the "
+                "synthetic %s data there)", state.note, fmt,
+            )  # fmt: skip
+            continue
+        if not written:
+            logger.info("writing synthetic data to %s (%s)", root, params)
+            meta = {**meta, **_describe(params), "trees": trees}
+        target = state.path
+        # Recorded before the tree is touched, so that an interrupted run is redone next time.
+        trees[fmt] = {"status": "writing", "path": str(target.resolve()), "params": tree_params}
+        _write_meta(root, meta)
+        if state.status != "missing":
             shutil.rmtree(target)
         target.mkdir(parents=True)
-        (target / _MARKER).write_text("written by lib.dataset.synthetic; deleted on regeneration\n")
         writer, (train_set, test_set) = _WRITERS[fmt]
         streams = {
             train_set: iter_scenes(
@@ -830,10 +1013,19 @@ def generate(
             ),
             test_set: iter_scenes(seed, "test", num_test, size, fixed_size, f"{fmt} {test_set}"),
         }
-        counts[fmt] = writer(root, streams)
-        logger.info("%s: %s", fmt, counts[fmt])
+        counts = writer(root, streams)
+        logger.info("%s: %s", fmt, counts)
+        fingerprint = tree_fingerprint(target)
+        trees[fmt] = {"params": tree_params, "counts": counts, "fingerprint": fingerprint}
+        meta["counts"] = {f: r["counts"] for f, r in trees.items() if "counts" in r}
+        _write_meta(root, meta)
+        written.append(fmt)
+    return meta
 
-    meta = {
+
+def _describe(params: dict) -> dict:
+    """The fixed part of the meta dict: what the data is and how each format maps the classes."""
+    return {
         "description": "Synthetic shapes under scale, aspect, rotation and non-rigid warp, "
         "with occlusion and clutter; written by lib.dataset.synthetic.generate",
         "params": params,
@@ -849,10 +1041,4 @@ def generate(
             "class_label_ids": list(CITYSCAPES_CLASS_IDS),
             "cities": {k: list(v) for k, v in _CITIES.items()},
         },
-        "counts": counts,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, path)
-    return meta

@@ -1,6 +1,7 @@
 """Testing with given proposals (``TEST.HAS_RPN: false``), the original's second test mode, for
 R-FCN and Faster R-CNN: the roidb's proposal boxes feed the test symbol's ``rois`` input."""
 
+import logging
 import pickle
 
 import mxnet as mx
@@ -27,7 +28,7 @@ def data_root(tmp_path_factory):
 
 
 @pytest.mark.parametrize("cfg_path, get_network", CASES, ids=["rfcn", "faster_rcnn"])
-def test_given_proposals(cfg_path, get_network, data_root, tmp_path):
+def test_given_proposals(cfg_path, get_network, data_root, tmp_path, caplog):
     cfg = tiny_config(cfg_path, data_root, tmp_path, ["TRAIN.end_epoch=2"])
     net = get_network(cfg.symbol)
     train_net(cfg, net, cfg_path, ctx=[mx.cpu()], seed=0, num_workers=1)
@@ -64,6 +65,29 @@ def test_given_proposals(cfg_path, get_network, data_root, tmp_path):
             if len(dets):
                 near = np.abs(dets[:, None, :4] - props[None]).max(axis=2).min(axis=1)
                 assert (near < 64).all()
+
+    # broken boxes (issue 17): a NaN is an error naming the file and image, before anything
+    # is tested; boxes past the image and inverted ones are repaired, with one warning
+    broken = [p.copy() for p in proposals]
+    broken[1][0, 2] = np.nan
+    with open(cfg.dataset.proposal, "wb") as f:
+        pickle.dump(broken, f)
+    image = imdb.image_set_index[1]
+    with pytest.raises(ValueError, match=rf"{cfg.dataset.proposal} .*image 1 \(id {image}\)"):
+        test_net(cfg, net, cfg_path, epoch=2, ctx=[mx.cpu()], num_workers=1)
+    messy = [
+        np.vstack([p, [[-10, -10, rec["width"] + 30, 40], [40, 40, 10, 60]]]).astype(np.float32)
+        for p, rec in zip(proposals, imdb.gt_roidb())
+    ]
+    with open(cfg.dataset.proposal, "wb") as f:
+        pickle.dump(messy, f)
+    with caplog.at_level(logging.WARNING, logger="lib.dataset.proposals"):
+        results = test_net(cfg, net, cfg_path, epoch=2, ctx=[mx.cpu()], num_workers=1)
+    assert not results["cached"]  # other (repaired) boxes, other detections
+    assert "2 extended past their image and were clipped to it" in caplog.text
+    assert "2 inverted (x2 < x1 or y2 < y1)" in caplog.text
+    with open(results["detections_file"], "rb") as f:
+        check_detections(pickle.load(f)["all_boxes"], cfg)
 
     with open(cfg.dataset.proposal, "wb") as f:
         pickle.dump(proposals[:1], f)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -14,8 +16,11 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from lib.dataset import synthetic
+from lib.config import load_config
+from lib.core.trainer import prepare_synthetic_data
+from lib.dataset import load_gt_segdb, synthetic
 from lib.dataset.cityscapes import LABEL_TO_TRAIN_ID
+from lib.dataset.imdb import read_label_png
 from lib.dataset.synthetic import (
     CITYSCAPES_CLASS_IDS,
     CLASSES,
@@ -50,7 +55,13 @@ def test_same_seed_same_bytes_other_seed_differs(data_root: Path, tmp_path: Path
     generate(tmp_path / "b", seed=1, **SMALL)
     ref, same, other = _tree(data_root), _tree(tmp_path / "a"), _tree(tmp_path / "b")
     assert len(ref) > 50 and ref == same
-    assert meta_path(data_root).read_text() == meta_path(tmp_path / "a").read_text()
+    meta_ref, meta_same = (
+        json.loads(meta_path(r).read_text()) for r in (data_root, tmp_path / "a")
+    )
+    for meta in (meta_ref, meta_same):  # the fingerprints hold the files' times
+        for record in meta["trees"].values():
+            assert record.pop("fingerprint")["files"] > 0
+    assert meta_ref == meta_same
     for name in (
         "coco/annotations/instances_train.json",
         "coco/images/train/COCO_train_000000000001.jpg",
@@ -199,25 +210,19 @@ def test_scenes_are_honest_and_deformed() -> None:
     assert len({make_scene(0, "train", i, size=128).image.shape for i in range(5)}) > 1
 
 
-def test_skip_force_and_refusal(tmp_path: Path) -> None:
+def test_skip_and_force(tmp_path: Path) -> None:
     args = {"formats": ("coco",), "num_train": 2, "num_test": 1, "size": 64}
     generate(tmp_path, **args)
     image = tmp_path / "coco/images/train/COCO_train_000000000001.jpg"
-    image.write_bytes(b"sentinel")
+    stamp = image.stat().st_mtime_ns
     generate(tmp_path, **args)  # up to date: nothing rewritten
-    assert image.read_bytes() == b"sentinel"
-    meta_path(tmp_path).unlink()  # as after an interrupted run
-    generate(tmp_path, **args)
-    assert image.read_bytes() != b"sentinel"
-    image.write_bytes(b"sentinel")
-    generate(tmp_path, force=True, **args)
-    assert image.read_bytes() != b"sentinel"
+    assert image.stat().st_mtime_ns == stamp
+    generate(tmp_path, force=True, **args)  # the generator's own, unchanged: rewritten
+    assert image.stat().st_mtime_ns != stamp
     meta = json.loads(meta_path(tmp_path).read_text())
     assert meta["params"]["num_train"] == 2 and meta["classes"] == list(CLASSES)
-
-    (tmp_path / "real/cityscapes").mkdir(parents=True)
-    with pytest.raises(FileExistsError, match="not written by the synthetic generator"):
-        generate(tmp_path / "real", formats=("cityscapes",), num_train=1, num_test=1, size=64)
+    assert meta["trees"]["coco"]["counts"] == meta["counts"]["coco"]
+    assert synthetic.tree_state(tmp_path, "coco").status == "generated"
     with pytest.raises(ValueError, match="unknown synthetic formats"):
         generate(tmp_path, formats=("kitti",))
 
@@ -231,3 +236,200 @@ def test_cli(tmp_path: Path) -> None:
     assert not (tmp_path / "coco").exists()
     with pytest.raises(SystemExit):
         main(["--root", str(tmp_path), "--formats", "kitti"])
+
+
+# ------------------------------------------------------- never delete what a user made (#17)
+
+TINY = {"num_train": 3, "num_test": 1, "size": 64}
+
+
+def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``root``: its bytes and modification time."""
+    return {
+        str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _deeplab_cfg(dataset_path: Path, cache: Path):
+    return load_config(
+        "experiments/deeplab/cfgs/synthetic_deeplab.yaml",
+        [f"dataset.dataset_path={dataset_path}", f"dataset.root_path={cache}"],
+    )
+
+
+def _edit_label(path: Path) -> np.ndarray:
+    """Paint a block of train id 3 into a label PNG, as a user fixing labels would."""
+    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    label[:8, :8] = 3
+    cv2.imwrite(str(path), label)
+    return label
+
+
+def test_an_edited_copy_is_trained_on_as_it_is(tmp_path: Path, caplog) -> None:
+    """The report: DeepLab on an edited copy of the synthetic Cityscapes tree regenerated it."""
+    generate(tmp_path / "orig", formats=("cityscapes",), **TINY)
+    copy = tmp_path / "mine" / "cityscapes"
+    shutil.copytree(tmp_path / "orig" / "cityscapes", copy)  # as `cp -r` would (times kept)
+    gt = copy / "gtFine" / "train" / "alphaburg"
+    label = _edit_label(gt / "alphaburg_000000_000000_gtFine_labelTrainIds.png")
+    for path in copy.rglob("*_000002_*"):  # delete a scene
+        path.unlink()
+    before = _snapshot(tmp_path / "mine")
+    cfg = _deeplab_cfg(copy, tmp_path / "cache")
+    with caplog.at_level(logging.INFO):
+        prepare_synthetic_data(cfg)
+    assert _snapshot(tmp_path / "mine") == before  # nothing written, nothing deleted
+    assert f"using {copy} as it is: {copy} was not written by" in caplog.text
+
+    segdb = load_gt_segdb(cfg.dataset.dataset, "train", cfg.dataset.root_path, str(copy))
+    assert len(segdb) == TINY["num_train"] - 1
+    first = [r for r in segdb if "_000000_000000_" in r["image"]][0]
+    np.testing.assert_array_equal(read_label_png(first["seg_cls_path"]), label)
+
+    # a copy of the whole root (meta file included), edited: the same
+    whole = tmp_path / "whole"
+    shutil.copytree(tmp_path / "orig", whole)
+    _edit_label(next((whole / "cityscapes/gtFine/val").rglob("*_labelTrainIds.png")))
+    before = _snapshot(whole)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        prepare_synthetic_data(_deeplab_cfg(whole / "cityscapes", tmp_path / "cache"))
+    assert _snapshot(whole) == before
+    assert "was changed since lib.dataset.synthetic.generate wrote it" in caplog.text
+    generate(whole, formats=("cityscapes",), force=True, **TINY)
+    assert _snapshot(whole) == before
+
+
+def test_an_edited_tree_is_never_regenerated(tmp_path: Path, caplog) -> None:
+    generate(tmp_path, formats=("coco", "cityscapes"), **TINY)
+    # relabel an object in place: same size, only the time changes
+    ann = tmp_path / "coco/annotations/instances_train.json"
+    text = ann.read_text()
+    old = re.search(r'"category_id":\d', text).group()
+    ann.write_text(text.replace(old, '"category_id":7' if old[-1] != "7" else '"category_id":5', 1))
+    for path in (tmp_path / "cityscapes").rglob("*_000001_*"):
+        path.unlink()
+    before = _snapshot(tmp_path)
+    for kwargs in ({}, {"force": True}, {"num_train": 4}, {"seed": 1}):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="lib.dataset.synthetic"):
+            generate(tmp_path, formats=("coco", "cityscapes"), **{**TINY, **kwargs})
+        assert _snapshot(tmp_path) == before, kwargs
+        for name in ("coco", "cityscapes"):
+            assert f"{tmp_path / name} was changed since" in caplog.text
+            assert synthetic.tree_state(tmp_path, name).status == "edited"
+    prepare_synthetic_data(_deeplab_cfg(tmp_path / "cityscapes", tmp_path / "cache"))
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_foreign_tree_is_untouched_and_the_other_formats_written(tmp_path: Path, caplog) -> None:
+    # real Cityscapes-like data, with the old generator's ownership marker copied along
+    own = tmp_path / "cityscapes" / "leftImg8bit" / "train" / "x"
+    own.mkdir(parents=True)
+    (own / "x_000000_000000_leftImg8bit.png").write_bytes(b"not ours")
+    (tmp_path / "cityscapes" / ".synthetic").write_text("written by lib.dataset.synthetic\n")
+    before = _snapshot(tmp_path / "cityscapes")
+    with caplog.at_level(logging.WARNING, logger="lib.dataset.synthetic"):
+        meta = generate(tmp_path, formats=("coco", "cityscapes"), **TINY)
+    assert _snapshot(tmp_path / "cityscapes") == before
+    assert f"{tmp_path / 'cityscapes'} was not written by lib.dataset.synthetic" in caplog.text
+    assert "left as it is" in caplog.text
+    assert sorted(meta["trees"]) == ["coco"]
+    assert synthetic.tree_state(tmp_path, "coco").status == "generated"
+    assert synthetic.tree_state(tmp_path, "cityscapes").status == "foreign"
+    generate(tmp_path, formats=("coco", "cityscapes"), force=True, **TINY)
+    assert _snapshot(tmp_path / "cityscapes") == before
+
+    # a generated tree moved elsewhere (times kept) and linked back: the link is not ours
+    generate(tmp_path, formats=("voc",), **TINY)
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "VOCdevkit" / "VOC2007").rename(moved)
+    (tmp_path / "VOCdevkit" / "VOC2007").symlink_to(moved)
+    linked = _snapshot(moved)
+    assert synthetic.tree_state(tmp_path, "voc").status == "foreign"
+    generate(tmp_path, formats=("voc",), force=True, **TINY)
+    assert (tmp_path / "VOCdevkit" / "VOC2007").is_symlink() and _snapshot(moved) == linked
+
+
+def test_a_missing_tree_is_generated_once(tmp_path: Path, monkeypatch, caplog) -> None:
+    real = synthetic.generate
+    monkeypatch.setattr(synthetic, "generate", lambda root: real(root, **TINY))
+    path = tmp_path / "data" / "synthetic" / "cityscapes"
+    cfg = _deeplab_cfg(path, tmp_path / "cache")
+    with caplog.at_level(logging.INFO):
+        prepare_synthetic_data(cfg)
+    assert "synthetic data not found under" in caplog.text
+    root = path.parent
+    for name in synthetic.FORMATS:
+        assert synthetic.tree_state(root, name).status == "generated"
+    assert (
+        synthetic.describe_existing(path)[0] and synthetic.describe_existing(root / "VOCdevkit")[0]
+    )
+    before = _snapshot(root)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        prepare_synthetic_data(cfg)  # there and unchanged: used, silently
+    assert _snapshot(root) == before and not caplog.text
+
+
+def test_partial_trees_and_other_parameters(tmp_path: Path) -> None:
+    generate(tmp_path, formats=("coco",), **TINY)
+    coco = _snapshot(tmp_path / "coco")
+    meta = generate(tmp_path, **TINY)  # coco is up to date: only voc and cityscapes written
+    assert _snapshot(tmp_path / "coco") == coco
+    assert sorted(meta["trees"]) == ["cityscapes", "coco", "voc"]
+    assert meta["params"]["formats"] == list(synthetic.FORMATS)
+    voc = _snapshot(tmp_path / "VOCdevkit")
+    meta = generate(tmp_path, formats=("coco",), **{**TINY, "num_train": 2})
+    assert len(list((tmp_path / "coco/images/train").glob("*.jpg"))) == 2  # its own: redone
+    assert _snapshot(tmp_path / "VOCdevkit") == voc
+    assert meta["trees"]["voc"]["params"]["num_train"] == 3
+    assert meta["trees"]["coco"]["params"]["num_train"] == 2
+
+
+def test_an_interrupted_run_is_redone(tmp_path: Path, monkeypatch) -> None:
+    def half_written(root, sets):
+        (Path(root) / "cityscapes" / "partial.png").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(synthetic._WRITERS, "cityscapes", (half_written, ("train", "val")))
+    with pytest.raises(KeyboardInterrupt):
+        generate(tmp_path, formats=("cityscapes",), **TINY)
+    assert synthetic.tree_state(tmp_path, "cityscapes").status == "interrupted"
+    monkeypatch.undo()
+    # a copy of the half-written root is not the generator's to redo
+    shutil.copytree(tmp_path, tmp_path.with_name(tmp_path.name + "_copy"))
+    copy = tmp_path.with_name(tmp_path.name + "_copy")
+    assert synthetic.tree_state(copy, "cityscapes").status == "foreign"
+    assert not synthetic.describe_existing(tmp_path / "cityscapes")[0]
+    # training on it finishes it, with the parameters it was being written with
+    prepare_synthetic_data(_deeplab_cfg(tmp_path / "cityscapes", tmp_path / "cache"))
+    assert not (tmp_path / "cityscapes" / "partial.png").exists()
+    assert synthetic.tree_state(tmp_path, "cityscapes").status == "generated"
+    assert len(list((tmp_path / "cityscapes/leftImg8bit/train").rglob("*.png"))) == 3
+    before = _snapshot(tmp_path / "cityscapes")
+    generate(tmp_path, formats=("cityscapes",), **TINY)  # and it is up to date
+    assert _snapshot(tmp_path / "cityscapes") == before
+
+
+def test_cli_never_deletes_a_users_tree(tmp_path: Path, caplog) -> None:
+    argv = ["--root", str(tmp_path), "--formats", "voc", "--num-train", "2", "--size", "64"]
+    main(argv)
+    xml = tmp_path / "VOCdevkit/VOC2007/Annotations/000001.xml"
+    xml.write_text(xml.read_text().replace("<pose>Unspecified</pose>", "<pose>Left</pose>", 1))
+    before = _snapshot(tmp_path / "VOCdevkit")
+    with caplog.at_level(logging.WARNING, logger="lib.dataset.synthetic"):
+        main([*argv, "--force"])
+        main([*argv, "--seed", "3"])
+    assert _snapshot(tmp_path / "VOCdevkit") == before
+    assert caplog.text.count("VOC2007 was changed since") == 2
+
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    (demo / "synthetic_800x600.jpg").write_bytes(b"my photo")
+    small = [("synthetic_800x600.jpg", 60, 80), ("synthetic_600x1000.jpg", 60, 100)]
+    written = synthetic.write_demo_images(demo, images=small)
+    assert written == [demo / "synthetic_600x1000.jpg"]
+    assert (demo / "synthetic_800x600.jpg").read_bytes() == b"my photo"
