@@ -81,8 +81,20 @@ def train_and_test(cfg_path: str, net: Any, data_root: Path, output: Path,
     last, _ = load_checkpoint(result.prefix, EPOCHS)
     for key in ("rpn_cls_score_weight", head_weight, "res4a_branch2c_weight"):
         assert not np.allclose(first[key].asnumpy(), last[key].asnumpy()), key
-    for key in (f"{bbox_weight}_weight_test", f"{bbox_weight}_bias_test"):
-        assert last[key].shape == last[key[: -len("_test")]].shape
+    # the *_test weights de-normalise with the config's BBOX_STDS / BBOX_MEANS, per (class,
+    # coordinate) output channel (R-FCN: 49 position-sensitive channels each)
+    assert cfg.TRAIN.BBOX_NORMALIZATION_PRECOMPUTED
+    weight, bias = last[f"{bbox_weight}_weight"].asnumpy(), last[f"{bbox_weight}_bias"].asnumpy()
+    repeat = net.bbox_pred_spec.spatial_repeat
+    stds = np.repeat(np.tile(cfg.TRAIN.BBOX_STDS, len(bias) // (4 * repeat)), repeat)
+    means = np.repeat(np.tile(cfg.TRAIN.BBOX_MEANS, len(bias) // (4 * repeat)), repeat)
+    np.testing.assert_allclose(
+        last[f"{bbox_weight}_weight_test"].asnumpy(),
+        weight * stds.reshape((-1,) + (1,) * (weight.ndim - 1)),
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(last[f"{bbox_weight}_bias_test"].asnumpy(), bias * stds + means,
+                               rtol=1e-6, atol=1e-7)  # fmt: skip
     # frozen BN stays frozen (FIXED_PARAMS gamma, beta)
     assert np.array_equal(
         first["bn2a_branch2a_gamma"].asnumpy(), last["bn2a_branch2a_gamma"].asnumpy()

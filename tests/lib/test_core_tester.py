@@ -286,3 +286,54 @@ def test_truncated_cache_is_recomputed(tmp_path, fake_detect, caplog):
     assert not results["cached"] and len(fake_detect) == 2
     assert "ignoring unreadable cached detections" in caplog.text
     assert pred_eval(None, [], imdb, cfg, str(tmp_path), cache_key=key)["cached"]
+
+
+#: Config keys that cannot change a checkpoint's detections: how it was trained (the
+#: checkpoint's digest covers that), where files go, the devices, and the dataset's location and
+#: name (the image records' digest covers the images and boxes). Every other key is in the key
+#: (the whole network section, its training-only keys too: a needless recomputation is safe).
+NOT_IN_CACHE_KEY = ("MXNET_VERSION", "output_path", "gpus", "cpu_contexts", "default.",
+                    "TRAIN.", "TEST.test_epoch", "dataset.dataset", "dataset.image_set",
+                    "dataset.test_image_set", "dataset.root_path", "dataset.dataset_path",
+                    "dataset.CLASSES", "dataset.annotation_prefix")  # fmt: skip
+#: Values to change an empty default to (one that changes what it means).
+CHANGED_EMPTY = {"TEST_SCALES": [(200, 300)], "dataset.CLASSES": ["a"]}
+
+
+def _changed(key, value):
+    if key in CHANGED_EMPTY:
+        return CHANGED_EMPTY[key]
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, np.ndarray):
+        return value + 1
+    if isinstance(value, (list, tuple)):
+        return type(value)([_changed(key, value[0]), *value[1:]])
+    raise AssertionError(f"no change for {key}: {value!r}")
+
+
+def _leaves(tree, prefix=""):
+    for name, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", value
+
+
+def test_every_setting_that_can_change_detections_is_in_the_cache_key(tmp_path):
+    """Each config value is changed in turn: the detections' key must change exactly when the
+    value can change detections (a key left out would reuse stale detections)."""
+    key = _key(tmp_path, _cfg())["test settings"]
+    for name, value in _leaves(_cfg()):
+        changed = _cfg()
+        *path, leaf = name.split(".")
+        section = changed
+        for part in path:
+            section = section[part]
+        section[leaf] = _changed(name, value)
+        in_key = not name.startswith(NOT_IN_CACHE_KEY)
+        assert (_key(tmp_path, changed)["test settings"] != key) == in_key, name

@@ -728,6 +728,16 @@ def test_label_ids_outside_the_classes_become_ignore(
     assert res["confusion_matrix"].sum() == counted > 0
 
 
+@pytest.mark.parametrize("mode", ["L", "P"])
+def test_label_ids_at_the_class_count_boundary(tmp_path: Path, mode: str) -> None:
+    """Ids 0 .. C-1 are classes; C (the first id past the table) and above become 255."""
+    ids = np.array([[0, 18, 19, 20, 254, 255]], np.uint8)
+    path = tmp_path / "label.png"
+    Image.fromarray(ids, mode="L").convert(mode).save(path)
+    np.testing.assert_array_equal(read_label_png(str(path), 19), [[0, 18, 255, 255, 255, 255]])
+    np.testing.assert_array_equal(read_label_png(str(path)), ids)  # no class count: as stored
+
+
 # --------------------------------------------------------------------------- load_data, utils
 
 

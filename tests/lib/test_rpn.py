@@ -102,6 +102,22 @@ def test_assign_anchor_hand_worked():
                 np.testing.assert_array_equal(weight, want_w)
 
 
+def test_assign_anchor_at_exactly_the_positive_overlap_is_foreground():
+    """IoU >= RPN_POSITIVE_OVERLAP is foreground, the boundary included: the a = 1 anchors of
+    cells (1, 2) and (2, 1) overlap the gt by 512 / 1536 exactly (also in floating point), and
+    they are not the gt's best anchors."""
+    iou = 512 / 1536
+    out = assign_anchor((1, 4, 4, 4), GT, IM_INFO, make_cfg(RPN_POSITIVE_OVERLAP=iou), 16,
+                        SCALES, RATIOS, 0)  # fmt: skip
+    labels = out["label"].reshape(2, 4, 4)
+    assert labels[1, 1, 1] == labels[1, 1, 2] == labels[1, 2, 1] == 1
+    assert labels[1, 2, 2] == 0 and (labels == 1).sum() == 3
+    # just above the overlap: ignored (between the two thresholds), as in the hand-worked case
+    above = make_cfg(RPN_POSITIVE_OVERLAP=np.nextafter(iou, 1))
+    labels = assign_anchor((1, 4, 4, 4), GT, IM_INFO, above, 16, SCALES, RATIOS, 0)["label"]
+    assert (labels == 1).sum() == 1 and labels.reshape(2, 4, 4)[1, 1, 2] == -1
+
+
 def test_assign_anchor_border_and_no_gt():
     no_gt = np.zeros((0, 5))
     out = assign_anchor((1, 4, 4, 4), no_gt, IM_INFO, make_cfg(), 16, SCALES, RATIOS, 0)
