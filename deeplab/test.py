@@ -12,6 +12,7 @@ also writes the predictions as colour PNGs blended over the images.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 if __name__ == "__main__":
@@ -19,6 +20,7 @@ if __name__ == "__main__":
 
 from deeplab.symbols import get_network
 from lib.core.entry import test_main
+from lib.utils.cli import run_cli
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -26,4 +28,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -11,12 +11,15 @@ trainer (:func:`lib.core.trainer.train_net`) does the rest: the segdbs of ``data
 
 from __future__ import annotations
 
+import sys
+
 if __name__ == "__main__":
     import _init_paths  # noqa: F401  (puts the repo root on sys.path)
 
 from deeplab.symbols import get_network
 from lib.core.entry import train_main
 from lib.core.trainer import TrainResult
+from lib.utils.cli import run_cli
 
 
 def main(argv: list[str] | None = None) -> TrainResult:
@@ -24,4 +27,4 @@ def main(argv: list[str] | None = None) -> TrainResult:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

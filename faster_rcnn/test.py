@@ -10,6 +10,7 @@ the dataset's metric.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 if __name__ == "__main__":
@@ -17,6 +18,7 @@ if __name__ == "__main__":
 
 from faster_rcnn.symbols import get_network
 from lib.core.entry import test_main
+from lib.utils.cli import run_cli
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -24,4 +26,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

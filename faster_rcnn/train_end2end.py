@@ -9,12 +9,15 @@ trainer (:func:`lib.core.trainer.train_net`) does the rest, as for R-FCN.
 
 from __future__ import annotations
 
+import sys
+
 if __name__ == "__main__":
     import _init_paths  # noqa: F401  (puts the repo root on sys.path)
 
 from faster_rcnn.symbols import get_network
 from lib.core.entry import train_main
 from lib.core.trainer import TrainResult
+from lib.utils.cli import run_cli
 
 
 def main(argv: list[str] | None = None) -> TrainResult:
@@ -22,4 +25,4 @@ def main(argv: list[str] | None = None) -> TrainResult:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

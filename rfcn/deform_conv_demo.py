@@ -6,9 +6,12 @@
 As the original: the released ``model/deform_conv-0000.params`` with
 ``experiments/rfcn/cfgs/deform_conv_demo.yaml`` (1 offset group); without it the Deformable
 R-FCN trained by ``experiments/rfcn/cfgs/synthetic_rfcn_dcn.yaml`` (4 offset groups, group 0
-drawn). Activation points default to the centres of the best detections. ``--cfg`` takes the
-config of any network with deformable convolutions (Faster R-CNN, DeepLab too). One PNG per
-image in ``output/demo/deform_conv`` (see :class:`lib.core.demo.ConvOffsetDemo`).
+drawn). Activation points default to the centres of the best detections. ``--points`` are in
+image pixels: on each image, those outside it are dropped with a warning naming them and the
+image size (and listed in ``results.json``), never moved; an image with none left is skipped.
+``--cfg`` takes the config of any network with deformable convolutions (Faster R-CNN, DeepLab
+too). One PNG per image in ``output/demo/deform_conv`` (see
+:class:`lib.core.demo.ConvOffsetDemo`).
 """
 
 from __future__ import annotations

@@ -10,6 +10,12 @@ needed); without it the Deformable R-FCN trained by
 ``--cfg`` takes the config of any detector with deformable RoI pooling (Deformable Faster R-CNN
 too, whose offsets all classes share). One PNG per image in ``output/demo/deform_psroi`` (see
 :class:`lib.core.demo.PsroiOffsetDemo`).
+
+``--boxes`` are in image pixels, checked on each image: a box partly outside it is clipped to the
+image (``results.json`` keeps the ``given`` box), a box wholly outside is dropped, each with a
+warning naming the boxes and the image size; an image with no box left is skipped. A box's
+class must be one of the model's object classes, ``1 .. NUM_CLASSES - 1`` (checked before the
+model's parameters are read).
 """
 
 from __future__ import annotations

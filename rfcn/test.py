@@ -12,12 +12,14 @@ Logs and results go to ``<output_path>/<cfg name>/<test_image_set>/``.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 if __name__ == "__main__":
     import _init_paths  # noqa: F401  (puts the repo root on sys.path)
 
 from lib.core.entry import test_main
+from lib.utils.cli import run_cli
 from rfcn.symbols import get_network
 
 
@@ -26,4 +28,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -11,11 +11,14 @@ with the ``*_test`` bbox weights, resume (``--set TRAIN.RESUME=true``) and overw
 
 from __future__ import annotations
 
+import sys
+
 if __name__ == "__main__":
     import _init_paths  # noqa: F401  (puts the repo root on sys.path)
 
 from lib.core.entry import train_main
 from lib.core.trainer import TrainResult
+from lib.utils.cli import run_cli
 from rfcn.symbols import get_network
 
 
@@ -24,4 +27,4 @@ def main(argv: list[str] | None = None) -> TrainResult:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

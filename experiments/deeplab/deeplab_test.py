@@ -11,6 +11,12 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pa
 
 from deeplab.symbols import get_network  # noqa: E402
 from lib.core.entry import test_main  # noqa: E402
+from lib.utils.cli import run_cli  # noqa: E402
+
+
+def main(argv=None):
+    return test_main("deeplab", get_network, "Test a trained DeepLab", argv)
+
 
 if __name__ == "__main__":
-    test_main("deeplab", get_network, "Test a trained DeepLab")
+    sys.exit(run_cli(main))

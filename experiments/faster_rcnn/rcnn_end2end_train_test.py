@@ -11,6 +11,14 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pa
 
 from faster_rcnn.symbols import get_network  # noqa: E402
 from lib.core.entry import train_test_main  # noqa: E402
+from lib.utils.cli import run_cli  # noqa: E402
+
+
+def main(argv=None):
+    return train_test_main(
+        "faster_rcnn", get_network, "Train and test Faster R-CNN end to end", argv
+    )
+
 
 if __name__ == "__main__":
-    train_test_main("faster_rcnn", get_network, "Train and test Faster R-CNN end to end")
+    sys.exit(run_cli(main))

@@ -11,6 +11,12 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pa
 
 from faster_rcnn.symbols import get_network  # noqa: E402
 from lib.core.entry import test_main  # noqa: E402
+from lib.utils.cli import run_cli  # noqa: E402
+
+
+def main(argv=None):
+    return test_main("faster_rcnn", get_network, "Test a trained Faster R-CNN", argv)
+
 
 if __name__ == "__main__":
-    test_main("faster_rcnn", get_network, "Test a trained Faster R-CNN")
+    sys.exit(run_cli(main))

@@ -10,7 +10,13 @@ import sys
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir)))
 
 from lib.core.entry import train_test_main  # noqa: E402
+from lib.utils.cli import run_cli  # noqa: E402
 from rfcn.symbols import get_network  # noqa: E402
 
+
+def main(argv=None):
+    return train_test_main("rfcn", get_network, "Train and test R-FCN end to end", argv)
+
+
 if __name__ == "__main__":
-    train_test_main("rfcn", get_network, "Train and test R-FCN end to end")
+    sys.exit(run_cli(main))

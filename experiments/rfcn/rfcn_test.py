@@ -10,7 +10,13 @@ import sys
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir)))
 
 from lib.core.entry import test_main  # noqa: E402
+from lib.utils.cli import run_cli  # noqa: E402
 from rfcn.symbols import get_network  # noqa: E402
 
+
+def main(argv=None):
+    return test_main("rfcn", get_network, "Test a trained R-FCN", argv)
+
+
 if __name__ == "__main__":
-    test_main("rfcn", get_network, "Test a trained R-FCN")
+    sys.exit(run_cli(main))

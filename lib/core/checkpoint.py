@@ -51,6 +51,7 @@ __all__ = [
     "load_checkpoint",
     "load_optimizer_states",
     "load_param",
+    "load_params_file",
     "params_path",
     "remove_stale_temp_files",
     "save_checkpoint",
@@ -200,27 +201,50 @@ def _require(path: str, what: str) -> None:
         raise FileNotFoundError(f"{what} not found: {path}")
 
 
+def _mxnet_reason(err: mx.base.MXNetError) -> str:
+    """The message of an MXNet error without its stack ('Invalid NDArray file format')."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    last = lines[-1] if lines else type(err).__name__
+    return last.split("Check failed: ")[-1].removeprefix("MXNetError: ")
+
+
+def load_params_file(path: str, what: str = "checkpoint") -> dict[str, mx.nd.NDArray]:
+    """The ``arg:<name>`` / ``aux:<name>`` dict of a ``.params`` file of any name, keys as stored.
+
+    Args:
+        what: what the file is, for the messages ("checkpoint", "--params").
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: it is not a file, MXNet cannot read it (not a ``.params`` file, truncated,
+            empty), or it holds a list of arrays rather than a dict; the message names the file.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{what} {path}: no such file")
+    if not os.path.isfile(path):
+        raise ValueError(f"{what} {path}: not a file")
+    try:
+        save_dict = mx.nd.load(path)
+    except mx.base.MXNetError as err:
+        raise ValueError(
+            f"cannot read {what} {path} ({os.path.getsize(path)} bytes): not an MXNet .params "
+            f"file, or truncated or corrupt (MXNet: {_mxnet_reason(err)})"
+        ) from None
+    if not isinstance(save_dict, dict):
+        raise ValueError(f"{what} {path} holds a list of arrays, not an arg:/aux: dict")
+    return save_dict
+
+
 def load_checkpoint(prefix: str, epoch: int) -> tuple[Params, Params]:
     """Reads ``<prefix>-%04d.params`` into ``(arg_params, aux_params)`` (on the CPU).
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: MXNet cannot read it (truncated or corrupt), or a key is neither
-            ``arg:<name>`` nor ``aux:<name>``; the message names the path (and the key).
-        TypeError: it holds a list of arrays, not a dict.
+        FileNotFoundError, ValueError: as :func:`load_params_file`; also ValueError for a key
+            that is neither ``arg:<name>`` nor ``aux:<name>`` (the message names the path and
+            the key).
     """
     path = params_path(prefix, epoch)
-    _require(path, "checkpoint")
-    try:
-        save_dict = mx.nd.load(path)
-    except mx.base.MXNetError as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ValueError(
-            f"cannot read checkpoint {path} ({os.path.getsize(path)} bytes): the file may be "
-            f"truncated or corrupt (MXNet: {first_line})"
-        ) from err
-    if not isinstance(save_dict, dict):
-        raise TypeError(f"{path} holds a list of arrays, not an arg:/aux: dict")
+    save_dict = load_params_file(path)
     arg_params: Params = {}
     aux_params: Params = {}
     for key, value in save_dict.items():

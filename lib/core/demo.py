@@ -35,6 +35,25 @@ The first image is run ``--warmup`` times before timing, as the original; the ti
 image is preprocessing + network + post-processing (not reading or drawing). Pictures are PNGs
 in the output folder (printed), named after the images, beside ``results.json`` (per image:
 the picture, the size, the time and what was found, boxes in image pixels).
+
+**Points and boxes outside an image.** ``--points`` and ``--boxes`` are in image pixels and one
+run may cover images of several sizes, so they are checked per image against its pixel extent
+``0 <= x <= width - 1``, ``0 <= y <= height - 1``; nothing is moved silently. A point outside
+an image is dropped for that image; a box that only partly covers the image is clipped to it and
+a box wholly outside is dropped. Each image's dropped points / boxes are logged (one line naming
+them and the image size), written on its picture and in ``results.json`` (``dropped_points`` /
+``dropped_boxes``, a clipped RoI's ``given`` box and the entry's ``warnings``). An image left
+with no point or box is skipped, with the reason in ``skipped``.
+
+**Bad arguments** stop the demo before the model is loaded, with ``<script>: error: <message>``
+naming the option, the allowed range and the value, and exit status 2 (as a missing model does;
+``--debug`` shows the traceback, see :mod:`lib.utils.cli`):
+``--thresh`` outside [0, 1], a negative ``--warmup`` / ``--epoch`` / ``--gpu`` /
+``--offset_group``, ``--num_boxes`` < 1, an output folder that is a file or cannot be created.
+The checks that need the model's config (``--offset_group`` beyond the layers' offset groups, a
+``--boxes`` class outside ``1 .. NUM_CLASSES - 1``) run once it is resolved, before its
+parameters are read. Malformed ``--points`` / ``--boxes`` text is refused by argparse (usage +
+message, status 2).
 """
 
 from __future__ import annotations
@@ -74,6 +93,7 @@ from lib.core.tester import (
 from lib.core.trainer import checkpoint_prefix
 from lib.dataset.load_data import class_names, dataset_palette
 from lib.utils import vis
+from lib.utils.cli import USER_ERRORS, add_debug_arg, report_user_error
 from lib.utils.image import pick_scale, prepare_roi_image, prepare_seg_image, read_image
 from lib.utils.offsets import (
     conv_sampling_locations,
@@ -95,6 +115,9 @@ __all__ = [
     "ModelNotFoundError",
     "PsroiOffsetDemo",
     "SegmentationDemo",
+    "SkipImage",
+    "check_options",
+    "check_output_dir",
     "collect_images",
     "demo_main",
     "resolve_model",
@@ -291,6 +314,7 @@ class BoundNetwork:
         ctx: the device.
         scale: the (short, max long) scale images are resized to.
         num_rois: rows of the ``rois`` input first bound (networks tested without an RPN).
+        source: what the params are, for the error when they do not fit the network.
     """
 
     def __init__(
@@ -302,6 +326,7 @@ class BoundNetwork:
         ctx: mx.Context,
         scale: tuple[int, int],
         num_rois: int = 1,
+        source: str = "the checkpoint",
     ) -> None:
         self.sym = sym
         self.data_names, self.label_names = test_inputs(sym)
@@ -310,7 +335,8 @@ class BoundNetwork:
             max_shapes.append(("rois", (1, num_rois, 5)))
         self._predictor = bind_test_network(
             sym, arg_params, aux_params, ctx, max_shapes,
-            [mx.io.DataDesc(n, s) for n, s in max_shapes],
+            [mx.io.DataDesc(n, s) for n, s in max_shapes], source=source,
+            network=f"the network of symbol {cfg.symbol!r}",
         )  # fmt: skip
 
     def predict(
@@ -359,11 +385,33 @@ class Inference:
         result: the task's findings (detections, a class map, sampling points, bins).
         outputs: the network outputs by name.
         im_info: ``[height, width, scale]`` of the network input.
+        dropped: the given points / boxes not used for this image (outside it).
+        warnings: one line each, logged by :func:`run_demo` with the image's path and written
+            to its ``results.json`` entry.
     """
 
     result: Any
     outputs: dict[str, mx.nd.NDArray]
     im_info: np.ndarray
+    dropped: list[tuple[float, ...]] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+class SkipImage(Exception):
+    """Raised by a task's ``infer`` when an image has nothing to show; :func:`run_demo` skips
+    the image with the message as the reason."""
+
+
+def _fmt(values: Sequence[float]) -> str:
+    """(1000.0, 50.5) -> '(1000, 50.5)'."""
+    return "(" + ", ".join(f"{v:g}" for v in values) + ")"
+
+
+def inside_image(point: Sequence[float], width: int, height: int) -> bool:
+    """Whether ``(x, y)`` lies on the image's pixel grid, ``0 <= x <= width - 1`` and
+    ``0 <= y <= height - 1`` (pixel centres, as the boxes of ``results.json``)."""
+    x, y = point
+    return bool(0 <= x <= width - 1 and 0 <= y <= height - 1)
 
 
 class _ImageDemo:
@@ -396,7 +444,8 @@ class _ImageDemo:
         self.scale = self.input_scale(cfg)
         sym = with_outputs(model.net(cfg, is_train=False), extra_outputs)
         arg, aux = params or load_param(model.prefix, model.epoch, process=True)
-        self.network = BoundNetwork(sym, cfg, arg, aux, ctx, self.scale)
+        self.network = BoundNetwork(sym, cfg, arg, aux, ctx, self.scale,
+                                    source=f"checkpoint {model.params_file}")  # fmt: skip
         self.names = class_names(cfg, self.kind)
 
     @staticmethod
@@ -532,7 +581,13 @@ class ConvOffsetDemo:
     729 points for three 3x3 layers, drawn on the image (red) around the activation (green).
     With several offset groups (the detectors have 4) the points of ``group`` are drawn.
     Points: ``points`` in image pixels, or the centres of the best detections (a detector) or
-    fixed points (:data:`DEFAULT_POINT_FRACTIONS`), 4 in all.
+    fixed points (:data:`DEFAULT_POINT_FRACTIONS`), 4 in all. Given points outside an image are
+    dropped for that image (:func:`inside_image`), and an image with none left is skipped
+    (:class:`SkipImage`).
+
+    Raises:
+        ValueError: the network has no deformable convolution, or ``group`` is not one of the
+            offset groups of its layers (before the checkpoint is read).
     """
 
     kind = "conv_offsets"
@@ -551,9 +606,12 @@ class ConvOffsetDemo:
         if not layers:
             raise ValueError(f"{cfg.symbol} has no deformable convolution to show")
         self.layers = layers[-levels:]
-        if not 0 <= group < max(layer.groups for layer in self.layers):
+        groups = max(layer.groups for layer in self.layers)
+        if not 0 <= group < groups:
             raise ValueError(
-                f"offset group {group} does not exist (groups: {self.layers[0].groups})"
+                f"--offset_group must be in [0, {groups - 1}] ({cfg.symbol}'s "
+                f"{', '.join(la.name for la in self.layers)} have {groups} offset group"
+                f"{'s' if groups > 1 else ''}), got {group}"
             )
         self.group = group
         self.points = list(points) if points else None
@@ -570,20 +628,36 @@ class ConvOffsetDemo:
             points.append((fx * (width - 1), fy * (height - 1)))
         return points
 
+    def _given_points(
+        self, image: np.ndarray
+    ) -> tuple[list[tuple[float, float]], list[tuple[float, float]], list[str]]:
+        """``(points inside the image, points dropped, warning lines)`` of the given points."""
+        height, width = image.shape[:2]
+        kept = [p for p in self.points if inside_image(p, width, height)]
+        dropped = [p for p in self.points if not inside_image(p, width, height)]
+        listed = ", ".join(_fmt(p) for p in dropped)
+        if not kept:
+            raise SkipImage(f"all --points are outside the image ({width}x{height}): {listed}")
+        notes = [f"--points outside the image ({width}x{height}) dropped: {listed}"]
+        return kept, dropped, notes if dropped else []
+
     def infer(self, image: np.ndarray) -> Inference:
+        points, dropped, notes = [], [], []
+        if self.points:  # before the network runs: an image without points is skipped
+            points, dropped, notes = self._given_points(image)
         inference = self.base.infer(image)
         offsets = [inference.outputs[layer.output][0].asnumpy() for layer in self.layers]
         map_h, map_w = offsets[0].shape[1:]
         im_scale = float(inference.im_info[2])
         stride = 2.0 ** round(math.log2(float(inference.im_info[1]) / map_w))
         samples = []
-        for x, y in self.points or self._default_points(image, inference.result):
+        for x, y in points or self._default_points(image, inference.result):
             col = int(np.clip(np.round(pixel_to_feature(x * im_scale, stride)), 0, map_w - 1))
             row = int(np.clip(np.round(pixel_to_feature(y * im_scale, stride)), 0, map_h - 1))
             yx = conv_sampling_locations(self.layers, offsets, (row, col), self.group)
             centre = feature_to_pixel(np.array([col, row], np.float64), stride) / im_scale
             samples.append((tuple(centre), feature_to_pixel(yx[:, ::-1], stride) / im_scale))
-        return Inference(samples, inference.outputs, inference.im_info)
+        return Inference(samples, inference.outputs, inference.im_info, dropped, notes)
 
     def draw(self, image: np.ndarray, inference: Inference) -> np.ndarray:
         scale = _panel_scale(image)
@@ -598,6 +672,7 @@ class ConvOffsetDemo:
             f"{counts} points; {group}.",
             "Each sampling point of a layer is followed to the 9 points of the layer below "
             "(its kernel, dilation and learned offsets).",
+            *inference.warnings,  # the points dropped
         ])  # fmt: skip
 
     def describe(self, inference: Inference) -> dict[str, Any]:
@@ -608,6 +683,7 @@ class ConvOffsetDemo:
                 {"activation": [round(v, 1) for v in c], "samples": len(p)}
                 for c, p in inference.result
             ],
+            "dropped_points": [list(p) for p in inference.dropped],
         }
 
     def summary(self, inference: Inference) -> str:
@@ -623,7 +699,14 @@ class PsroiOffsetDemo:
     (``TEST.HAS_RPN`` off), whose deformable pooling node (the class-specific one, R-FCN's
     ``psroipooled_cls_rois``, when there is one) shows its offsets
     (:func:`lib.utils.offsets.psroi_bins`). A box without a class takes the class the
-    network scores highest for it.
+    network scores highest for it. Given boxes are checked per image: one partly outside is
+    clipped to the image, one wholly outside dropped, and an image with none left is skipped
+    (:class:`SkipImage`).
+
+    Raises:
+        ValueError: the network has no deformable RoI pooling, a box's class is not one of the
+            model's object classes ``1 .. NUM_CLASSES - 1``, or there are neither boxes nor an
+            RPN; all before the checkpoint is read.
     """
 
     kind = "psroi_offsets"
@@ -647,6 +730,19 @@ class PsroiOffsetDemo:
             raise ValueError(f"{cfg.symbol} has no deformable (PS-)RoI pooling to show")
         num_classes = cfg.dataset.NUM_CLASSES
         self.layer = next((la for la in layers if la.output_dim == num_classes), layers[0])
+        self.names = class_names(cfg, "detection")
+        for box, cls in boxes or ():
+            if cls is not None and not 1 <= cls < num_classes:
+                known = f" ({', '.join(self.names[1:])})" if num_classes <= 21 else ""
+                raise ValueError(
+                    f"--boxes: class {cls} of box {_fmt(box)} is out of range: the object "
+                    f"classes of {cfg.symbol} are 1..{num_classes - 1}{known}"
+                )
+        if not boxes and not cfg.TEST.HAS_RPN:
+            raise ValueError(
+                f"{cfg.symbol} has no RPN (TEST.HAS_RPN is off): give the boxes to show "
+                "with --boxes 'x1,y1,x2,y2[,class];...'"
+            )
         params = load_param(model.prefix, model.epoch, process=True)
         self.scale = test_scales(cfg)[0]
         self.cfg = rois_cfg
@@ -657,30 +753,53 @@ class PsroiOffsetDemo:
             ctx,
             self.scale,
             num_rois=max(len(boxes or ()), num_boxes),
+            source=f"checkpoint {model.params_file}",
         )
         self.boxes = list(boxes) if boxes else None
         self.num_boxes = num_boxes
         self.detector = None
         if self.boxes is None:
-            if not cfg.TEST.HAS_RPN:
-                raise ValueError(
-                    f"{cfg.symbol} has no RPN (TEST.HAS_RPN is off): give the boxes to show "
-                    "with --boxes 'x1,y1,x2,y2[,class];...'"
-                )
             self.detector = DetectionDemo(model, ctx, thresh, params=params)
-        self.names = class_names(cfg, "detection")
+
+    def _given_boxes(self, image: np.ndarray) -> tuple[list[tuple], list[tuple], list[str]]:
+        """``(chosen, dropped, warning lines)`` of the given boxes on this image: ``chosen`` as
+        ``(class or None, None, box inside the image, given box if clipped else None)``."""
+        height, width = image.shape[:2]
+        chosen, dropped, clipped = [], [], []
+        for box, cls in self.boxes:
+            x1, y1, x2, y2 = (float(v) for v in box)
+            if x1 > width - 1 or y1 > height - 1 or x2 < 0 or y2 < 0:
+                dropped.append((x1, y1, x2, y2))
+                continue
+            inside = (max(x1, 0.0), max(y1, 0.0), min(x2, width - 1.0), min(y2, height - 1.0))
+            given = None if inside == (x1, y1, x2, y2) else (x1, y1, x2, y2)
+            if given:
+                clipped.append(f"{_fmt(given)} -> {_fmt(inside)}")
+            chosen.append((cls, None, inside, given))
+        size = f"{width}x{height}"
+        if not chosen:
+            listed = ", ".join(_fmt(b) for b in dropped)
+            raise SkipImage(f"all --boxes are outside the image ({size}): {listed}")
+        notes = []
+        if dropped:
+            listed = ", ".join(_fmt(b) for b in dropped)
+            notes.append(f"--boxes outside the image ({size}) dropped: {listed}")
+        if clipped:
+            notes.append(f"--boxes clipped to the image ({size}): {', '.join(clipped)}")
+        return chosen, dropped, notes
 
     def infer(self, image: np.ndarray) -> Inference:
+        dropped, notes = [], []
         if self.boxes is not None:
-            chosen = [(cls, None, tuple(box)) for box, cls in self.boxes]
+            chosen, dropped, notes = self._given_boxes(image)
         else:
             found = self.detector.infer(image).result[: self.num_boxes]
-            chosen = [(cls, score, box) for cls, score, box in found]
+            chosen = [(cls, score, box, None) for cls, score, box in found]
         if not chosen:
             return Inference([], {}, np.zeros(3))
         tensor, rec = prepare_roi_image(_record(image), self.cfg, self.scale, image)
         im_scale = float(rec["im_info"][2])
-        rois = np.array([[0.0, *(np.asarray(b, np.float64) * im_scale)] for _, _, b in chosen])
+        rois = np.array([[0.0, *(np.asarray(b, np.float64) * im_scale)] for _, _, b, _ in chosen])
         batch, outputs = self.network.predict(
             {"data": tensor, "rois": rois[np.newaxis]},
             im_info=rec["im_info"][np.newaxis],
@@ -690,17 +809,17 @@ class PsroiOffsetDemo:
         trans = outputs[self.layer.output].asnumpy()
         probs = outputs["cls_prob_reshape_output"][0].asnumpy()
         shown = []
-        for n, (cls, score, box) in enumerate(chosen):
+        for n, (cls, score, box, given) in enumerate(chosen):
             if cls is None:
                 cls = int(np.argmax(probs[n, 1:])) + 1
             score = float(probs[n, cls]) if score is None else score
             bins = psroi_bins(self.layer, rois[n, 1:], trans[n], cls) / im_scale
-            shown.append((cls, score, box, bins))
-        return Inference(shown, outputs, rec["im_info"])
+            shown.append((cls, score, box, bins, given))
+        return Inference(shown, outputs, rec["im_info"], dropped, notes)
 
     def _panel(self, image: np.ndarray, shown: tuple) -> np.ndarray:
         """One RoI and its bins, zoomed: the region around both, on a square panel."""
-        cls, score, box, bins = shown
+        cls, score, box, bins, _ = shown
         extent = np.concatenate([np.reshape(box, (1, 4)), bins.reshape(-1, 4)])
         margin = 0.25 * max(box[2] - box[0], box[3] - box[1], 8.0)
         height, width = image.shape[:2]
@@ -729,19 +848,24 @@ class PsroiOffsetDemo:
             f"({layer.trans} x trans_std {layer.trans_std:g} x RoI size) of the box's class; "
             "bin colours run red to magenta down the rows and red to yellow along the columns.",
             f"RoIs: {source}" + ("" if inference.result else " (none here)") + ".",
+            *inference.warnings,  # the boxes clipped or dropped
         ])  # fmt: skip
 
     def describe(self, inference: Inference) -> dict[str, Any]:
+        rois = []
+        for c, s, b, _, given in inference.result:
+            roi = {"class": self.names[c], "score": round(s, 4), "box": [round(v, 1) for v in b]}
+            if given is not None:
+                roi["given"] = list(given)  # clipped to the image
+            rois.append(roi)
         return {
             "layer": self.layer.name,
-            "rois": [
-                {"class": self.names[c], "score": round(s, 4), "box": [round(v, 1) for v in b]}
-                for c, s, b, _ in inference.result
-            ],
+            "rois": rois,
+            "dropped_boxes": [list(b) for b in inference.dropped],
         }
 
     def summary(self, inference: Inference) -> str:
-        names = ", ".join(self.names[c] for c, _, _, _ in inference.result)
+        names = ", ".join(self.names[c] for c, *_ in inference.result)
         return f"{len(inference.result)} RoIs ({names})" if names else "no box to show"
 
 
@@ -803,8 +927,18 @@ def run_demo(task: Any, paths: Sequence[str], out_dir: str, warmup: int = 2) -> 
 
     Returns:
         The report; ``results.json`` in ``out_dir`` holds the same.
+
+    Raises:
+        ValueError: ``warmup`` is negative, or ``out_dir`` cannot be made a folder
+            (:func:`check_output_dir`); before any image is read.
     """
-    os.makedirs(out_dir, exist_ok=True)
+    if warmup < 0:
+        raise ValueError(f"--warmup must be >= 0, got {warmup}")
+    check_output_dir(out_dir)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as err:  # what check_output_dir cannot foresee (root, races)
+        raise ValueError(f"cannot create the output folder {out_dir}: {err.strerror}") from err
     files, problems = collect_images(paths)
     skipped = [{"image": p, "reason": r} for p, r in problems]
     for path, reason in problems:
@@ -829,6 +963,10 @@ def run_demo(task: Any, paths: Sequence[str], out_dir: str, warmup: int = 2) -> 
             seconds = time.perf_counter() - tic
             picture = task.draw(image, inference)
             png = vis.write_png(_output_path(out_dir, path, used), picture)
+        except SkipImage as err:  # nothing to show here (e.g. every --points outside it)
+            logger.warning("skipping %s: %s", path, err)
+            skipped.append({"image": path, "reason": str(err)})
+            continue
         except Exception as err:  # one bad image must not end the demo
             logger.debug("failure on %s", path, exc_info=True)
             reason = f"{type(err).__name__}: {err}"
@@ -836,11 +974,15 @@ def run_demo(task: Any, paths: Sequence[str], out_dir: str, warmup: int = 2) -> 
             skipped.append({"image": path, "reason": reason})
             continue
         height, width = image.shape[:2]
+        for warning in inference.warnings:
+            logger.warning("%s: %s", path, warning)
         logger.info("%s (%dx%d): %s in %.3f s -> %s", path, width, height,
                     task.summary(inference), seconds, png)  # fmt: skip
         entry = {"image": path, "output": png, "width": width, "height": height,
                  "seconds": round(seconds, 4)}  # fmt: skip
         entry.update(task.describe(inference))
+        if inference.warnings:
+            entry["warnings"] = list(inference.warnings)
         written.append(entry)
     results_file = os.path.join(out_dir, "results.json")
     with open(results_file, "w", encoding="utf-8") as f:
@@ -853,30 +995,87 @@ def run_demo(task: Any, paths: Sequence[str], out_dir: str, warmup: int = 2) -> 
 
 
 def _points(text: str) -> list[tuple[float, float]]:
-    """'x,y;x,y' -> [(x, y), ...]."""
+    """'x,y;x,y' -> [(x, y), ...] (finite numbers)."""
     try:
         points = [tuple(float(v) for v in p.split(",")) for p in text.split(";") if p.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"points must be 'x,y;x,y;...', got {text!r}") from None
-    if not points or any(len(p) != 2 for p in points):
+        points = []
+    if not points or any(len(p) != 2 or not all(map(math.isfinite, p)) for p in points):
         raise argparse.ArgumentTypeError(f"points must be 'x,y;x,y;...', got {text!r}")
     return points
 
 
 def _boxes(text: str) -> list[tuple[tuple[float, ...], int | None]]:
-    """'x1,y1,x2,y2[,class];...' -> [((x1, y1, x2, y2), class or None), ...]."""
+    """'x1,y1,x2,y2[,class];...' -> [((x1, y1, x2, y2), class or None), ...]: finite
+    coordinates with x1 <= x2 and y1 <= y2, an integer class (its range is the model's)."""
     boxes = []
     for part in (p for p in text.split(";") if p.strip()):
         try:
             values = [float(v) for v in part.split(",")]
         except ValueError:
             values = []
-        if len(values) not in (4, 5):
+        if len(values) not in (4, 5) or not all(map(math.isfinite, values)):
             raise argparse.ArgumentTypeError(
                 f"boxes must be 'x1,y1,x2,y2[,class];...', got {text!r}"
             )
+        x1, y1, x2, y2 = values[:4]
+        if x1 > x2 or y1 > y2:
+            raise argparse.ArgumentTypeError(f"box {part!r} must have x1 <= x2 and y1 <= y2")
+        if len(values) == 5 and not values[4].is_integer():
+            raise argparse.ArgumentTypeError(f"the class of box {part!r} must be an integer")
         boxes.append((tuple(values[:4]), int(values[4]) if len(values) == 5 else None))
     return boxes
+
+
+#: Numeric options and their allowed ``(lowest, highest)`` values (None: no bound).
+OPTION_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "thresh": (0.0, 1.0),
+    "warmup": (0, None),
+    "epoch": (0, None),
+    "gpu": (0, None),
+    "num_boxes": (1, None),
+    "offset_group": (0, None),  # the highest is the network's (ConvOffsetDemo)
+}
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuses numeric options outside :data:`OPTION_RANGES` (those not given are skipped).
+
+    Raises:
+        ValueError: naming the option, the allowed range and the value.
+    """
+    for name, (low, high) in OPTION_RANGES.items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        # written so that NaN fails too
+        if not ((low is None or value >= low) and (high is None or value <= high)):
+            allowed = f"in [{low:g}, {high:g}]" if high is not None else f">= {low:g}"
+            raise ValueError(f"--{name} must be {allowed}, got {value:g}")
+
+
+def check_output_dir(out_dir: str) -> None:
+    """Refuses an output folder that is a file or cannot be created or written; creates nothing.
+
+    Raises:
+        ValueError: the message names the folder and what is in the way.
+    """
+    path = os.path.abspath(out_dir)
+    if os.path.lexists(path) and not os.path.isdir(path):
+        what = "a broken link" if not os.path.exists(path) else "a file, not a folder"
+        raise ValueError(f"output folder {out_dir} (--out): it exists and is {what}")
+    parent = path
+    while not os.path.lexists(parent):  # the nearest existing folder, where it is created
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(
+            f"output folder {out_dir} (--out) cannot be created: {parent} is not a folder"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        action = "written" if parent == path else "created"
+        raise ValueError(
+            f"output folder {out_dir} (--out) cannot be {action}: {parent} is not writable"
+        )
 
 
 def _make_task(kind: str, model: DemoModel, ctx: mx.Context, args: argparse.Namespace) -> Any:
@@ -940,7 +1139,8 @@ def demo_main(
 
     Returns:
         0 when at least one picture was written; 1 when no image could be processed; 2 when
-        there is no model (the message says how to get one) or the model does not fit the demo.
+        there is no model (the message says how to get one), the model does not fit the demo,
+        or an option is out of range or the output folder unusable (checked first).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -955,6 +1155,7 @@ def demo_main(
             parser.add_argument(f"--{flag}", action="store_true", help=f"the {spec.title} model")
     for flag, options in _ARGUMENTS["all"] + _ARGUMENTS.get(kind, ()):
         parser.add_argument(flag, **options)
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
 
     # one line per image: not MXNet's "Subgraph backend MKLDNN is activated" per binding
@@ -964,18 +1165,22 @@ def demo_main(
         logging.basicConfig(stream=sys.stdout, format="%(message)s", level=logging.WARNING)
     demo_logger.setLevel(logging.INFO)
     chosen = next((s for f, s in specs.items() if f and getattr(args, f)), specs[None])
+    name = chosen.name if args.cfg is None else f"{Path(args.cfg).stem}_{kind}"
+    out_dir = args.out or os.path.join("output", "demo", name)
     try:
+        check_options(args)  # the arguments first: no model is loaded for nothing
+        check_output_dir(out_dir)
         model = resolve_model(chosen, get_network, args.cfg, args.overrides or (), args.params,
                               args.epoch)  # fmt: skip
         ctx = demo_context(args.gpu)
         task = _make_task(kind, model, ctx, args)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"{Path(sys.argv[0]).name}: {err}", file=sys.stderr)
+        demo_logger.info("%s demo: %s model %s (%s, config %s) on %s; pictures go to %s",
+                         kind, model.origin, model.params_file, model.cfg.symbol,
+                         model.cfg_path, ctx, out_dir)  # fmt: skip
+        report = run_demo(task, args.images or [str(DEFAULT_IMAGES)], out_dir, args.warmup)
+    except USER_ERRORS as err:
+        if args.debug:
+            raise
+        report_user_error(err)
         return 2
-    name = chosen.name if args.cfg is None else f"{Path(args.cfg).stem}_{kind}"
-    out_dir = args.out or os.path.join("output", "demo", name)
-    demo_logger.info("%s demo: %s model %s (%s, config %s) on %s; pictures go to %s",
-                     kind, model.origin, model.params_file, model.cfg.symbol, model.cfg_path,
-                     ctx, out_dir)  # fmt: skip
-    report = run_demo(task, args.images or [str(DEFAULT_IMAGES)], out_dir, warmup=args.warmup)
     return 0 if report.ok else 1

@@ -5,7 +5,8 @@ An architecture's ``train_end2end.py`` / ``test.py`` and its ``experiments/<arch
 from their ``main()`` with the architecture's name and registry lookup; the arguments, the
 config loading and the calls into :mod:`lib.core.trainer` / :mod:`lib.core.tester` are here.
 
-Arguments: ``--cfg FILE`` and repeatable ``--set KEY=VALUE`` (every command); training adds
+Arguments: ``--cfg FILE``, repeatable ``--set KEY=VALUE`` and ``--debug`` (every command; every
+script's ``__main__`` runs its ``main`` through :func:`lib.utils.cli.run_cli`); training adds
 ``--frequent N``, ``--seed N`` and ``--overwrite``; testing adds ``--epoch N`` (default
 ``TEST.test_epoch``), ``--thresh``, ``--ignore_cache``, ``--shuffle`` and ``--vis``
 (segmentation). The train-and-test drivers test the epoch they just trained.
@@ -21,6 +22,7 @@ from typing import Any
 from lib.config import add_config_args, config_from_args
 from lib.core.tester import test_net
 from lib.core.trainer import TrainResult, train_net
+from lib.utils.cli import add_debug_arg
 
 __all__ = ["test_main", "train_main", "train_test_main"]
 
@@ -62,6 +64,7 @@ def _parse(description: str, argv: Sequence[str] | None, *adders: Callable) -> a
     os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")
     parser = argparse.ArgumentParser(description=description)
     add_config_args(parser)
+    add_debug_arg(parser)
     for add in adders:
         add(parser)
     return parser.parse_args(argv)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import mxnet as mx
 
@@ -33,6 +34,7 @@ __all__ = [
     "Init",
     "bilinear",
     "check_parameter_shapes",
+    "compare_params",
     "constant",
     "find_rule",
     "from_mx",
@@ -152,7 +154,7 @@ def init_params(
         New ``(arg_params, aux_params)`` dicts with every name of the shape dicts.
 
     Raises:
-        KeyError: listing every missing parameter that no rule covers.
+        ValueError: listing every missing parameter that no rule covers.
     """
     out_arg, out_aux = dict(arg_params), dict(aux_params)
     uncovered = []
@@ -169,7 +171,7 @@ def init_params(
                 "init %s %s with %s (rule %r)", name, tuple(shape), rule[1].__qualname__, rule[0]
             )
     if uncovered:
-        raise KeyError(
+        raise ValueError(
             "no pretrained value and no initialisation rule for: "
             + ", ".join(uncovered)
             + " (add a (pattern, init) rule, or check the pretrained model)"
@@ -191,26 +193,89 @@ def infer_param_shapes(
     return args, auxs
 
 
+def compare_params(
+    arg_shapes: Mapping[str, Shape],
+    aux_shapes: Mapping[str, Shape],
+    arg_params: Mapping[str, mx.nd.NDArray],
+    aux_params: Mapping[str, mx.nd.NDArray],
+) -> dict[str, Any]:
+    """Compares a checkpoint's params with a network's, by name and shape.
+
+    A ``<name>_test`` arg (the de-normalised bbox weights of ``lib.core.checkpoint``) is
+    expected when ``<name>`` is a parameter, with its shape.
+
+    Returns:
+        ``{'missing': [..], 'unexpected': [..], 'mismatched': {name: {'expected', 'got'}},
+        'test_params': [..]}``; names carry an ``arg:`` / ``aux:`` prefix, lists are sorted.
+    """
+    expected = {f"arg:{n}": tuple(s) for n, s in arg_shapes.items()}
+    expected.update({f"aux:{n}": tuple(s) for n, s in aux_shapes.items()})
+    got = {f"arg:{n}": tuple(v.shape) for n, v in arg_params.items()}
+    got.update({f"aux:{n}": tuple(v.shape) for n, v in aux_params.items()})
+    test_params = sorted(
+        k for k in got if k.startswith("arg:") and k.endswith("_test") and k[:-5] in expected
+    )
+    want = {k: expected[k] if k in expected else expected[k[:-5]] for k in got
+            if k in expected or k in test_params}  # fmt: skip
+    mismatched = {
+        k: {"expected": list(want[k]), "got": list(got[k])}
+        for k in sorted(want)
+        if got[k] != want[k]
+    }
+    return {
+        "missing": sorted(k for k in expected if k not in got),
+        "unexpected": sorted(k for k in got if k not in expected and k not in test_params),
+        "mismatched": mismatched,
+        "test_params": test_params,
+    }
+
+
+def _listed(names: Sequence[str], limit: int = 12) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
 def check_parameter_shapes(
     arg_shapes: Mapping[str, Shape],
     aux_shapes: Mapping[str, Shape],
     arg_params: Mapping[str, mx.nd.NDArray],
     aux_params: Mapping[str, mx.nd.NDArray],
+    source: str = "the checkpoint",
+    network: str = "the network",
 ) -> None:
-    """Checks that every parameter exists with the expected shape (extras are ignored).
+    """Stops when params do not fit a network exactly (:func:`compare_params`).
+
+    Missing params, params of another shape, and params the network does not have (a checkpoint
+    of another network: a plain network would silently drop a deformable one's offsets) are all
+    errors.
+
+    Args:
+        source: what the params are, for the message (a checkpoint file).
+        network: the network's name, for the message (the config's ``symbol``).
 
     Raises:
-        ValueError: listing all missing names and all ``name: expected (..), got (..)``.
+        ValueError: naming ``source`` and ``network``, listing every missing, unexpected and
+            mis-shaped name (``arg a: expected shape (2, 3), got (3, 2)``).
     """
+    diff = compare_params(arg_shapes, aux_shapes, arg_params, aux_params)
     problems = []
-    for kind, shapes, params in (("arg", arg_shapes, arg_params), ("aux", aux_shapes, aux_params)):
-        missing = [n for n in shapes if n not in params]
+    for kind in ("arg", "aux"):
+        missing = [k[4:] for k in diff["missing"] if k.startswith(kind)]
         if missing:
-            problems.append(f"missing {kind} params: {', '.join(missing)}")
-        for name, shape in shapes.items():
-            if name in params and tuple(params[name].shape) != tuple(shape):
-                problems.append(
-                    f"{kind} {name}: expected shape {tuple(shape)}, got {tuple(params[name].shape)}"
-                )
+            problems.append(f"missing {kind} params ({len(missing)}): {_listed(missing)}")
+        unexpected = [k[4:] for k in diff["unexpected"] if k.startswith(kind)]
+        if unexpected:
+            problems.append(
+                f"{kind} params the network does not have ({len(unexpected)}): "
+                f"{_listed(unexpected)}"
+            )
+    for name, shapes in diff["mismatched"].items():
+        problems.append(
+            f"{name[:3]} {name[4:]}: expected shape {tuple(shapes['expected'])}, "
+            f"got {tuple(shapes['got'])}"
+        )
     if problems:
-        raise ValueError("parameter check failed:\n  " + "\n  ".join(problems))
+        raise ValueError(
+            f"{source} does not fit {network} (is it a checkpoint of another network or "
+            "config?):\n  " + "\n  ".join(problems)
+        )

@@ -550,6 +550,7 @@ class MutableModule(mx.mod.BaseModule):
         validation_metric=None,
         monitor=None,
         resume_prefix: str | None = None,
+        optimizer_states: bytes | None = None,
         loss_output_names: Sequence[str] = (),
         check_finite: bool = True,
         epoch_begin_callback=None,
@@ -560,6 +561,8 @@ class MutableModule(mx.mod.BaseModule):
             resume_prefix: with ``begin_epoch = N > 0``, load ``<prefix>-%04d.params`` and
                 ``<prefix>-%04d.states`` of epoch N (overriding ``arg_params``/``aux_params``)
                 and continue with the restored optimizer (momentum, update counters).
+            optimizer_states: the bytes of a ``.states`` file to continue from (the optimizer
+                of a checkpoint whose params are ``arg_params`` / ``aux_params``).
             loss_output_names: outputs (``list_outputs()`` names) that must stay finite.
             check_finite: check metric values, ``loss_output_names`` and (at epoch ends) the
                 params; raise :class:`NonFiniteLossError` on NaN/inf.
@@ -574,9 +577,11 @@ class MutableModule(mx.mod.BaseModule):
             if begin_epoch <= 0:
                 raise ValueError("resume_prefix needs begin_epoch > 0 (the epoch to load)")
             arg_params, aux_params = load_param(resume_prefix, begin_epoch)
-            self.preload_optimizer_states(load_optimizer_states(resume_prefix, begin_epoch))
-            force_init = True
+            optimizer_states = load_optimizer_states(resume_prefix, begin_epoch)
             logger.info("resuming from %s epoch %d", resume_prefix, begin_epoch)
+        if optimizer_states is not None:
+            self.preload_optimizer_states(optimizer_states)
+            force_init = True
 
         self.bind(
             data_shapes=train_data.provide_data,

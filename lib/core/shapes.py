@@ -18,7 +18,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["MAX_GT", "max_image_size", "max_input_shapes", "round_up"]
+__all__ = [
+    "INPUT_NAMES",
+    "MAX_GT",
+    "is_input",
+    "max_image_size",
+    "max_input_shapes",
+    "param_shapes",
+    "round_up",
+]
 
 #: Rows of ``gt_boxes`` the training modules are first bound with (the original's 100).
 MAX_GT = 100
@@ -80,3 +88,38 @@ def max_input_shapes(
         "gt_boxes": (batch, int(max_gt), 5),
     }
     return [(name, shapes[name]) for name in names if name in shapes]
+
+
+#: Network inputs that are not parameters (besides any ``*_label``).
+INPUT_NAMES = frozenset(
+    {"data", "im_info", "gt_boxes", "label", "bbox_target", "bbox_weight", "rois"}
+)
+
+
+def is_input(name: str) -> bool:
+    """Whether an argument of a network is an input (data or label), not a parameter."""
+    return name in INPUT_NAMES or name.endswith("_label")
+
+
+def param_shapes(cfg: Any, sym: Any) -> tuple[dict[str, Shape], dict[str, Shape]]:
+    """``(arg_shapes, aux_shapes)`` of the parameters of ``sym`` (a training or test symbol).
+
+    Inferred for one image at ``SCALES[0]`` (the parameters' shapes do not depend on the image
+    size): ``data``, ``im_info`` and ``gt_boxes`` from :func:`max_input_shapes`, one RoI for a
+    ``rois`` input (given proposals); labels follow from the data.
+
+    Raises:
+        ValueError: a parameter's shape cannot be inferred.
+    """
+    args = sym.list_arguments()
+    shapes = dict(max_input_shapes(cfg, cfg.SCALES[:1], names=args))
+    if "rois" in args:
+        shapes["rois"] = (1, 5)
+    arg_shapes, _, aux_shapes = sym.infer_shape_partial(**shapes)
+    unknown = [n for n, s in zip(args, arg_shapes) if not s or 0 in s]
+    if unknown:
+        raise ValueError(f"cannot infer the shapes of {unknown} from inputs {shapes}")
+    return (
+        {n: tuple(s) for n, s in zip(args, arg_shapes) if not is_input(n)},
+        {n: tuple(s) for n, s in zip(sym.list_auxiliary_states(), aux_shapes)},
+    )

@@ -47,7 +47,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lib.bbox.bbox_transform import bbox_pred, clip_boxes
-from lib.config import dump_config
+from lib.config import dump_config, save_config
 from lib.core.checkpoint import load_param, params_path
 from lib.core.initializer import check_parameter_shapes, infer_param_shapes
 from lib.core.loader import TestLoader
@@ -56,7 +56,9 @@ from lib.core.shapes import max_input_shapes
 from lib.dataset.load_data import get_imdb
 from lib.dataset.proposals import load_proposal_roidb
 from lib.nms.nms import py_nms_wrapper, soft_nms
+from lib.symbols.rpn import RPN_PARAM_PREFIX
 from lib.utils.logger import create_logger, experiment_output_path
+from lib.utils.run_lock import RunLock
 
 __all__ = [
     "Detections",
@@ -522,11 +524,14 @@ def bind_test_network(
     ctx: Any,
     max_shapes: Sequence[tuple[str, tuple]],
     provide_data: Sequence,
+    source: str = "the checkpoint",
+    network: str = "the network",
 ) -> Predictor:
     """A :class:`Predictor` of ``sym`` bound at ``max_shapes`` with a checkpoint's params.
 
-    Every parameter of the symbol is checked against the checkpoint (names and shapes, before any
-    image is read); params the symbol does not use (e.g. training-only layers) are dropped. Label
+    The checkpoint must fit the symbol exactly (names and shapes, checked before any image is
+    read): a missing, mis-shaped or unexpected param (a checkpoint of another network, e.g. a
+    deformable one's offsets under a plain network) stops with an error naming them. Label
     inputs of a test symbol (DeepLab's ``softmax_label``) are bound at the shapes that follow
     from the data.
 
@@ -535,6 +540,7 @@ def bind_test_network(
             (:func:`lib.core.shapes.max_input_shapes`); inputs not listed take their
             ``provide_data`` shape.
         provide_data: the first batch's data descriptors.
+        source, network: what the params and the network are, for the error message.
     """
     data_names, label_names = test_inputs(sym)
     args = sym.list_arguments()
@@ -545,7 +551,14 @@ def bind_test_network(
     provide_label = [(n, tuple(first_inferred[n])) for n in label_names]
     max_label_shapes = [(n, tuple(max_inferred[n])) for n in label_names]
     arg_shapes, aux_shapes = infer_param_shapes(sym, {**shapes, **dict(max_label_shapes)})
-    check_parameter_shapes(arg_shapes, aux_shapes, arg_params, aux_params)
+    if "rois" in args:  # given proposals: an end-to-end checkpoint's RPN goes unused
+        unused = sorted(
+            k for k in arg_params if k.startswith(RPN_PARAM_PREFIX) and k not in arg_shapes
+        )
+        if unused:
+            logger.info("proposals are given: not using the RPN params %s", ", ".join(unused))
+            arg_params = {k: v for k, v in arg_params.items() if k not in unused}
+    check_parameter_shapes(arg_shapes, aux_shapes, arg_params, aux_params, source, network)
     return Predictor(
         sym,
         data_names,
@@ -555,8 +568,8 @@ def bind_test_network(
         provide_data=provide_data,
         provide_label=provide_label or None,
         max_label_shapes=max_label_shapes or None,
-        arg_params={k: v for k, v in arg_params.items() if k in arg_shapes},
-        aux_params={k: v for k, v in aux_params.items() if k in aux_shapes},
+        arg_params=dict(arg_params),
+        aux_params=dict(aux_params),
     )
 
 
@@ -593,9 +606,25 @@ def test_net(
         The dataset's metrics (COCO: ``AP``, ``AP50``, ...; VOC: ``mAP@0.5``, ...;
         segmentation: ``meanIU``, ...) and the results file.
     """
+    output_dir = experiment_output_path(cfg.output_path, cfg_path, cfg.dataset.test_image_set)
+    with RunLock(output_dir, "testing") as lock:
+        return _test_locked(cfg, net, cfg_path, ctx, epoch, prefix, thresh, ignore_cache, vis,
+                            shuffle, num_workers, lock.notes)  # fmt: skip
+
+
+test_net.__test__ = False  # a library function, not a pytest test
+
+
+def _test_locked(cfg, net, cfg_path, ctx, epoch, prefix, thresh, ignore_cache, vis, shuffle,
+                 num_workers, lock_notes) -> dict[str, Any]:  # fmt: skip
     from lib.core.trainer import checkpoint_prefix, get_context  # the trainer imports us
 
-    _, output_dir = create_logger(cfg.output_path, cfg_path, cfg.dataset.test_image_set, cfg)
+    # config.yaml is saved once the checkpoint is known to fit the network: a test that stops
+    # at start-up leaves its log and nothing else.
+    _, output_dir = create_logger(cfg.output_path, cfg_path, cfg.dataset.test_image_set, cfg,
+                                  save=False)  # fmt: skip
+    for note in lock_notes:
+        logger.warning(note)
     prefix = checkpoint_prefix(cfg, cfg_path) if prefix is None else prefix
     epoch = cfg.TEST.test_epoch if epoch is None else epoch
     ckpt = params_path(prefix, epoch)
@@ -659,9 +688,10 @@ def test_net(
         )  # fmt: skip
         data_names = test_inputs(sym)[0]
         max_shapes = max_input_shapes(cfg, scales, batch_images, len(ctx), names=data_names)
-        predictor = bind_test_network(
-            sym, arg_params, aux_params, ctx, max_shapes, loaders[0].provide_data
-        )
+        predictor = bind_test_network(sym, arg_params, aux_params, ctx, max_shapes,
+                                      loaders[0].provide_data, source=f"checkpoint {ckpt}",
+                                      network=f"the network of symbol {cfg.symbol!r}")  # fmt: skip
+        save_config(cfg, output_dir)
         if task == "segmentation":
             results = segment_dataset(predictor, loaders[0], imdb, cfg, output_dir, vis=vis)
         else:
@@ -673,9 +703,6 @@ def test_net(
             loader.close()
     logger.info("results of %s on %s: %s", ckpt, imdb.name, _summary(results))
     return results
-
-
-test_net.__test__ = False  # a library function, not a pytest test
 
 
 def _summary(results: Mapping[str, Any]) -> str:

@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,11 +50,13 @@ from typing import Any
 import mxnet as mx
 import numpy as np
 
+from lib.config import save_config
 from lib.core.callback import Speedometer
 from lib.core.checkpoint import (
     do_checkpoint,
     latest_complete_epoch,
     list_checkpoints,
+    load_optimizer_states,
     load_param,
     params_path,
     remove_stale_temp_files,
@@ -63,9 +66,11 @@ from lib.core.initializer import check_parameter_shapes, infer_param_shapes, ini
 from lib.core.lr_scheduler import build_lr_scheduler
 from lib.core.module import MutableModule
 from lib.core.network import Network
+from lib.core.shapes import param_shapes
 from lib.dataset import synthetic
 from lib.dataset.load_data import filter_roidb, load_gt_roidb, load_gt_segdb, merge_roidb
 from lib.utils.logger import create_logger, current_log_file, experiment_output_path
+from lib.utils.run_lock import RunLock
 from lib.utils.training_curves import write_curves_beside_log
 
 __all__ = [
@@ -75,7 +80,9 @@ __all__ = [
     "checkpoint_prefix",
     "get_context",
     "initial_params",
+    "load_resume_state",
     "load_train_records",
+    "overwritten_checkpoints",
     "prepare_synthetic_data",
     "resolve_begin_epoch",
     "train_net",
@@ -159,12 +166,25 @@ def prepare_synthetic_data(cfg: Any) -> None:
 
     The generator's root is the parent of ``dataset.dataset_path`` (``./data/synthetic`` for
     ``./data/synthetic/coco``); it writes every format with its default parameters, so all the
-    synthetic configs share one copy. Existing data is never touched.
+    synthetic configs share one copy. Existing data is never touched: an existing
+    ``dataset_path`` is used as it is (with one line saying so when the generator did not write
+    it or it was edited since, e.g. an edited copy; a tree the generator was writing when it
+    stopped is finished, :func:`lib.dataset.synthetic.use_existing`), and the generator itself
+    never deletes or writes into a tree it did not write (:func:`lib.dataset.synthetic.generate`).
     """
     if not cfg.dataset.dataset.lower().startswith("synthetic"):
         return
-    root = Path(cfg.dataset.dataset_path).parent
+    path = Path(cfg.dataset.dataset_path)
+    root = path.parent
+    if path.exists():
+        synthetic.use_existing(path)
+        return
     if synthetic.meta_path(root).is_file():
+        logger.warning(
+            "%s does not exist, though %s records synthetic data under %s: generating nothing "
+            "there (python -m lib.tools.make_synthetic --root %s --formats F writes format F)",
+            path, synthetic.meta_path(root), root, root,
+        )  # fmt: skip
         return
     logger.info("synthetic data not found under %s: generating it", root)
     synthetic.generate(root)
@@ -244,7 +264,8 @@ def resolve_begin_epoch(cfg: Any, prefix: str, overwrite: bool = False) -> tuple
     """The epoch training starts from, after checking that no finished work is lost.
 
     Called before anything is written; it removes the temp files of interrupted checkpoint
-    writes, and with ``overwrite`` the old checkpoints of a fresh run's prefix.
+    writes. It deletes nothing else: with ``overwrite``, the old checkpoints of a fresh run's
+    prefix are returned by :func:`overwritten_checkpoints` and deleted just before training.
 
     Returns:
         ``(begin_epoch, notes)``: 0 for a fresh run, else the epoch of the checkpoint to resume
@@ -279,9 +300,6 @@ def resolve_begin_epoch(cfg: Any, prefix: str, overwrite: bool = False) -> tuple
                 "into another folder (--set output_path=...), or pass --overwrite to delete "
                 "them and start again."
             )
-        for path in existing:
-            os.remove(path)
-            notes.append(f"--overwrite: deleted {path} of an earlier run")
         return 0, notes
 
     latest = latest_complete_epoch(prefix)
@@ -311,6 +329,37 @@ def resolve_begin_epoch(cfg: Any, prefix: str, overwrite: bool = False) -> tuple
         )
     notes.append(f"TRAIN.RESUME: resuming from {params_path(prefix, begin)} (TRAIN.begin_epoch)")
     return begin, notes
+
+
+def overwritten_checkpoints(cfg: Any, prefix: str, begin_epoch: int) -> list[str]:
+    """The checkpoint files an ``overwrite`` run deletes before it trains: every checkpoint of
+    ``prefix`` for a fresh run, those after ``begin_epoch`` when resuming below the latest."""
+    if not cfg.TRAIN.RESUME:
+        return list_checkpoints(prefix)
+    return [
+        path
+        for path in list_checkpoints(prefix)
+        if (m := re.search(r"-(\d{4,})\.(params|states)$", path)) and int(m.group(1)) > begin_epoch
+    ]
+
+
+def load_resume_state(
+    cfg: Any, sym: mx.sym.Symbol, prefix: str, epoch: int
+) -> tuple[dict, dict, bytes]:
+    """The params and optimizer states of checkpoint ``epoch``, checked against ``sym``.
+
+    Raises:
+        ValueError: a file cannot be read, or the checkpoint does not fit the network (missing,
+            unexpected or mis-shaped params: a checkpoint of another network or config); the
+            message names the file.
+    """
+    arg_params, aux_params = load_param(prefix, epoch)
+    states = load_optimizer_states(prefix, epoch)
+    arg_shapes, aux_shapes = param_shapes(cfg, sym)
+    check_parameter_shapes(arg_shapes, aux_shapes, arg_params, aux_params,
+                           source=f"checkpoint {params_path(prefix, epoch)}",
+                           network=f"the network of symbol {cfg.symbol!r}")  # fmt: skip
+    return arg_params, aux_params, states
 
 
 # ------------------------------------------------------------------------------------ train
@@ -353,6 +402,12 @@ def train_net(
 ) -> TrainResult:
     """Trains ``net`` as ``cfg`` says (see the module docstring).
 
+    The run holds its output folder (:class:`lib.utils.run_lock.RunLock`): a second run into it
+    stops at once. Everything that can refuse the run (checkpoints it would overwrite, a
+    checkpoint to resume that does not fit the network, devices) is checked before the run
+    writes into the folder; ``config.yaml`` is written, and ``overwrite``'s deletions made, once
+    the data and the parameters are ready, just before the first epoch.
+
     Args:
         cfg: the loaded config (``lib.config.load_config``).
         net: the network object of ``cfg.symbol`` (an architecture's registry entry).
@@ -363,16 +418,49 @@ def train_net(
         num_workers: loader threads.
         overwrite: allow replacing the checkpoints of an earlier run (see
             :func:`resolve_begin_epoch`).
+
+    Raises:
+        ValueError: ``TRAIN.lr`` is not positive; a checkpoint to resume does not fit.
+        lib.utils.run_lock.FolderLockedError: another run holds the output folder.
+        TrainingOutputExistsError, FileNotFoundError: see :func:`resolve_begin_epoch`.
     """
+    if not cfg.TRAIN.lr > 0:
+        raise ValueError(
+            f"TRAIN.lr is {cfg.TRAIN.lr}: training needs a learning rate > 0 (set it in the "
+            "yaml or with --set TRAIN.lr=...)"
+        )
+    output_dir = experiment_output_path(cfg.output_path, cfg_path, cfg.dataset.image_set)
+    with RunLock(output_dir, "training") as lock:
+        return _train_locked(cfg, net, cfg_path, ctx, frequent, seed, num_workers, overwrite,
+                             lock.notes)  # fmt: skip
+
+
+def _train_locked(
+    cfg: Any,
+    net: Network,
+    cfg_path: str,
+    ctx: Sequence[mx.Context] | None,
+    frequent: int | None,
+    seed: int | None,
+    num_workers: int,
+    overwrite: bool,
+    lock_notes: Sequence[str],
+) -> TrainResult:
     prefix = checkpoint_prefix(cfg, cfg_path)
     # Checked before the logger creates the output directory and writes into it.
     begin_epoch, notes = resolve_begin_epoch(cfg, prefix, overwrite)
+    notes = list(lock_notes) + notes
     end_epoch = int(cfg.TRAIN.end_epoch)
-    _, output_dir = create_logger(cfg.output_path, cfg_path, cfg.dataset.image_set, cfg)
+    train = begin_epoch < end_epoch
+    sym = net(cfg, is_train=True)
+    resumed = load_resume_state(cfg, sym, prefix, begin_epoch) if train and begin_epoch else None
+    ctx = get_context(cfg) if ctx is None else list(ctx)
+    _, output_dir = create_logger(cfg.output_path, cfg_path, cfg.dataset.image_set, cfg,
+                                  save=False)  # fmt: skip
     for note in notes:
-        logger.info(note)
+        logger.warning(note) if note.startswith("took over") else logger.info(note)
     log_file = current_log_file()
-    if begin_epoch >= end_epoch:
+    if not train:
         logger.info(
             "checkpoint %d already reaches TRAIN.end_epoch=%d: nothing to train",
             begin_epoch,
@@ -382,11 +470,9 @@ def train_net(
     if seed is not None:
         mx.random.seed(seed)
         np.random.seed(seed)
-    ctx = get_context(cfg) if ctx is None else list(ctx)
     logger.info("training %s on %s, epochs %d..%d, output %s", cfg.symbol, ctx, begin_epoch,
                 end_epoch, output_dir)  # fmt: skip
 
-    sym = net(cfg, is_train=True)
     prepare_synthetic_data(cfg)
     records = load_train_records(cfg, net.task)
     batch_size = cfg.TRAIN.BATCH_IMAGES * len(ctx)
@@ -400,62 +486,67 @@ def train_net(
         num_workers=num_workers,
         begin_epoch=begin_epoch,
     )
-    max_data_shape, max_label_shape = train_data.infer_shape()
-    logger.info("max shapes: data %s, label %s", max_data_shape, max_label_shape)
-
-    resume = begin_epoch > 0
-    arg_params = aux_params = None
-    if not resume:
-        arg_params, aux_params = initial_params(
-            cfg, net, sym, dict(max_data_shape + max_label_shape)
-        )
-    mod = MutableModule(
-        sym,
-        train_data.data_name,
-        train_data.label_name,
-        context=ctx,
-        max_data_shapes=max_data_shape,
-        max_label_shapes=max_label_shape,
-        fixed_param_prefix=cfg.network.FIXED_PARAMS,
-        max_cached_modules=64,  # shapes of image sizes x gt counts: avoid re-binding
-    )
-    eval_metric = mx.metric.CompositeEvalMetric()
-    for metric in net.metrics(cfg):
-        eval_metric.add(metric)
-
-    history = _EpochMetrics()
-    frequent = cfg.default.frequent if frequent is None else frequent
-    batch_end_callback = [
-        Speedometer(batch_size, frequent, total_batches=train_data.num_batches),
-        history,
-    ]
-    if net.bbox_pred_spec is not None:
-        means, stds = bbox_target_stats(cfg)
-        epoch_end_callback = do_checkpoint(prefix, means, stds, net.bbox_pred_spec, module=mod)
-    else:
-        epoch_end_callback = do_checkpoint(prefix, module=mod)
-
-    # The original counts lr steps with len(roidb) / (images per batch) iterations per epoch.
-    lr, lr_scheduler = build_lr_scheduler(
-        cfg.TRAIN.lr_step,
-        cfg.TRAIN.lr_factor,
-        cfg.TRAIN.lr,
-        len(records) / batch_size,
-        begin_epoch=begin_epoch,
-        counters_restored=True,
-        warmup=cfg.TRAIN.warmup,
-        warmup_lr=cfg.TRAIN.warmup_lr,
-        warmup_step=cfg.TRAIN.warmup_step,
-    )
-    optimizer_params = {
-        "momentum": cfg.TRAIN.momentum,
-        "wd": cfg.TRAIN.wd,
-        "learning_rate": lr,
-        "lr_scheduler": lr_scheduler,
-        "rescale_grad": 1.0,  # losses are normalised per image; gradients summed over devices
-        "clip_gradient": None,
-    }
     try:
+        max_data_shape, max_label_shape = train_data.infer_shape()
+        logger.info("max shapes: data %s, label %s", max_data_shape, max_label_shape)
+        if resumed is None:
+            arg_params, aux_params = initial_params(
+                cfg, net, sym, dict(max_data_shape + max_label_shape)
+            )
+            states = None
+        else:
+            arg_params, aux_params, states = resumed
+        mod = MutableModule(
+            sym,
+            train_data.data_name,
+            train_data.label_name,
+            context=ctx,
+            max_data_shapes=max_data_shape,
+            max_label_shapes=max_label_shape,
+            fixed_param_prefix=cfg.network.FIXED_PARAMS,
+            max_cached_modules=64,  # shapes of image sizes x gt counts: avoid re-binding
+        )
+        eval_metric = mx.metric.CompositeEvalMetric()
+        for metric in net.metrics(cfg):
+            eval_metric.add(metric)
+
+        history = _EpochMetrics()
+        frequent = cfg.default.frequent if frequent is None else frequent
+        batch_end_callback = [
+            Speedometer(batch_size, frequent, total_batches=train_data.num_batches),
+            history,
+        ]
+        if net.bbox_pred_spec is not None:
+            means, stds = bbox_target_stats(cfg)
+            epoch_end_callback = do_checkpoint(prefix, means, stds, net.bbox_pred_spec, module=mod)
+        else:
+            epoch_end_callback = do_checkpoint(prefix, module=mod)
+
+        # The original counts lr steps with len(roidb) / (images per batch) iterations per epoch.
+        lr, lr_scheduler = build_lr_scheduler(
+            cfg.TRAIN.lr_step,
+            cfg.TRAIN.lr_factor,
+            cfg.TRAIN.lr,
+            len(records) / batch_size,
+            begin_epoch=begin_epoch,
+            counters_restored=True,
+            warmup=cfg.TRAIN.warmup,
+            warmup_lr=cfg.TRAIN.warmup_lr,
+            warmup_step=cfg.TRAIN.warmup_step,
+        )
+        optimizer_params = {
+            "momentum": cfg.TRAIN.momentum,
+            "wd": cfg.TRAIN.wd,
+            "learning_rate": lr,
+            "lr_scheduler": lr_scheduler,
+            "rescale_grad": 1.0,  # losses are normalised per image; gradients summed over devices
+            "clip_gradient": None,
+        }
+        if overwrite:
+            for path in overwritten_checkpoints(cfg, prefix, begin_epoch):
+                os.remove(path)
+                logger.info("--overwrite: deleted %s of an earlier run", path)
+        save_config(cfg, output_dir)
         mod.fit(
             train_data,
             eval_metric=eval_metric,
@@ -469,7 +560,7 @@ def train_net(
             aux_params=aux_params,
             begin_epoch=begin_epoch,
             num_epoch=end_epoch,
-            resume_prefix=prefix if resume else None,
+            optimizer_states=states,
             loss_output_names=net.loss_outputs,
         )
     finally:

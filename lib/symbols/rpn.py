@@ -33,6 +33,7 @@ from lib.operator_py import proposal_symbol
 
 __all__ = [
     "RPNTrainOutputs",
+    "RPN_PARAM_PREFIX",
     "rpn_head",
     "rpn_proposals",
     "rpn_train_outputs",
@@ -48,6 +49,10 @@ def softmax_grad_scale(batch_images: int) -> dict[str, float]:
     :mod:`lib.symbols.rcnn`). Empty for one image (the original symbol, attribute for attribute).
     """
     return {"grad_scale": float(batch_images)} if batch_images > 1 else {}
+
+
+#: Every parameter of the RPN starts with this (a test on given proposals does not use them).
+RPN_PARAM_PREFIX = "rpn_"
 
 
 def rpn_head(

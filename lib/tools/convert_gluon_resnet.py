@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from collections.abc import Sequence
 
 import mxnet as mx
@@ -45,6 +46,7 @@ import numpy as np
 from mxnet.gluon.model_zoo import vision
 
 from lib.symbols.resnet_v1 import BN_EPS, DEPTHS, stage_units
+from lib.utils.cli import add_debug_arg, run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="means subtracted from the R, G, B channels by the data loader "
         "(default: %(default)s, the original PIXEL_MEANS)",
     )
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out = args.out or f"model/pretrained_model/resnet_v1_{args.depth}-0000.params"
@@ -219,4 +222,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main, prog="convert_gluon_resnet"))

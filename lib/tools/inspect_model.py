@@ -16,6 +16,10 @@ gains ``"checkpoint": {"file", "missing", "unexpected", "mismatched", "test_para
 exit status is 1 if anything is missing, unexpected or mis-shaped. ``<name>_test`` entries of a
 training checkpoint (de-normalised bbox weights, see ``lib.core.checkpoint``) are listed under
 ``test_params`` and count as expected when ``<name>`` is a parameter.
+
+A ``--params`` file that is missing, or that MXNet cannot read (not a ``.params`` file, truncated,
+empty, a list of arrays instead of a dict), stops it before the network is built with
+``inspect_model: error: <message>`` naming the file and the reason, and exit status 1.
 """
 
 from __future__ import annotations
@@ -30,16 +34,12 @@ from typing import Any
 import mxnet as mx
 
 from lib.config import add_config_args, config_from_args, infer_arch
-from lib.core.shapes import MAX_GT, max_input_shapes
+from lib.core.checkpoint import load_params_file
+from lib.core.initializer import compare_params
+from lib.core.shapes import param_shapes
+from lib.utils.cli import add_debug_arg, run_cli
 
-__all__ = [
-    "INPUT_NAMES",
-    "check_checkpoint",
-    "describe",
-    "get_builder",
-    "input_shapes",
-    "main",
-]
+__all__ = ["check_checkpoint", "describe", "get_builder", "main"]
 
 #: Architecture (``lib.config.ARCH_DEFAULTS`` key) -> module holding its ``SYMBOLS`` registry.
 ARCH_SYMBOL_MODULES = {
@@ -48,18 +48,6 @@ ARCH_SYMBOL_MODULES = {
     "fpn": "fpn.symbols",
     "deeplab": "deeplab.symbols",
 }
-
-#: Network inputs that are not parameters (besides any ``*_label``).
-INPUT_NAMES = frozenset(
-    {"data", "im_info", "gt_boxes", "label", "bbox_target", "bbox_weight", "rois"}
-)
-
-
-Shape = tuple[int, ...]
-
-
-def is_input(name: str) -> bool:
-    return name in INPUT_NAMES or name.endswith("_label")
 
 
 def get_builder(symbol: str) -> Any:
@@ -82,37 +70,14 @@ def get_builder(symbol: str) -> Any:
     return registry[symbol]
 
 
-def input_shapes(cfg: Any, sym: mx.sym.Symbol) -> dict[str, Shape]:
-    """Shapes of the inputs for one image at ``SCALES[0]`` (labels are inferred from them).
-
-    ``data`` (1, 3, H, W) with H, W the first scale rounded up to ``IMAGE_STRIDE``; ``im_info``
-    (1, 3); ``gt_boxes`` (1, 100, 5) (:func:`lib.core.shapes.max_input_shapes`). The RPN
-    labels (``label``, ``bbox_target``, ``bbox_weight``) follow from the score map, so they are
-    given the shapes MXNet infers.
-    Segmentation (DeepLab) needs ``data`` alone: ``SoftmaxOutput`` infers the training
-    ``label`` and the test symbol's ``softmax_label`` (1, H*W) from it.
-    """
-    names = [n for n in ("data", "im_info", "gt_boxes") if n in sym.list_arguments()]
-    return dict(max_input_shapes(cfg, cfg.SCALES[:1], names=names, max_gt=MAX_GT))
-
-
-def _infer(sym: mx.sym.Symbol, shapes: Mapping[str, Shape]):
-    arg_shapes, out_shapes, aux_shapes = sym.infer_shape_partial(**shapes)
-    unknown = [n for n, s in zip(sym.list_arguments(), arg_shapes) if not s or 0 in s]
-    if unknown:
-        raise ValueError(f"cannot infer the shapes of {unknown} from inputs {dict(shapes)}")
-    return arg_shapes, out_shapes, aux_shapes
-
-
 def describe(cfg: Any, is_train: bool = False) -> dict[str, Any]:
-    """``{'arg_params', 'aux_params', 'outputs'}`` of the network of ``cfg``."""
+    """``{'arg_params', 'aux_params', 'outputs'}`` of the network of ``cfg``
+    (:func:`lib.core.shapes.param_shapes`: one image at ``SCALES[0]``)."""
     sym = get_builder(cfg.symbol)(cfg, is_train=is_train)
-    arg_shapes, _, aux_shapes = _infer(sym, input_shapes(cfg, sym))
+    arg_shapes, aux_shapes = param_shapes(cfg, sym)
     return {
-        "arg_params": {
-            n: list(s) for n, s in zip(sym.list_arguments(), arg_shapes) if not is_input(n)
-        },
-        "aux_params": {n: list(s) for n, s in zip(sym.list_auxiliary_states(), aux_shapes)},
+        "arg_params": {n: list(s) for n, s in arg_shapes.items()},
+        "aux_params": {n: list(s) for n, s in aux_shapes.items()},
         "outputs": sym.list_outputs(),
     }
 
@@ -120,50 +85,50 @@ def describe(cfg: Any, is_train: bool = False) -> dict[str, Any]:
 def check_checkpoint(
     description: Mapping[str, Any], save_dict: Mapping[str, mx.nd.NDArray], path: str = ""
 ) -> dict[str, Any]:
-    """Compares a checkpoint (``arg:``/``aux:`` dict) with :func:`describe`'s parameters.
+    """Compares a checkpoint (``arg:``/``aux:`` dict) with :func:`describe`'s parameters
+    (:func:`lib.core.initializer.compare_params`, as testing and resuming do).
 
     Returns:
         ``{'file', 'missing': [..], 'unexpected': [..], 'mismatched': {name: {'expected',
-        'got'}}, 'test_params': [..]}``; names carry their ``arg:`` / ``aux:`` prefix.
+        'got'}}, 'test_params': [..]}``; names carry their ``arg:`` / ``aux:`` prefix. Keys
+        that are neither ``arg:`` nor ``aux:`` are unexpected.
     """
-    expected = {f"arg:{n}": tuple(s) for n, s in description["arg_params"].items()}
-    expected.update({f"aux:{n}": tuple(s) for n, s in description["aux_params"].items()})
-    got = {k: tuple(v.shape) for k, v in save_dict.items()}
-    test_params = sorted(k for k in got if k.endswith("_test") and k[: -len("_test")] in expected)
-    missing = sorted(k for k in expected if k not in got)
-    unexpected = sorted(k for k in got if k not in expected and k not in test_params)
-    mismatched = {
-        k: {"expected": list(expected[k]), "got": list(got[k])}
-        for k in sorted(expected)
-        if k in got and got[k] != expected[k]
-    }
-    for k in test_params:
-        if got[k] != expected[k[: -len("_test")]]:
-            mismatched[k] = {"expected": list(expected[k[: -len("_test")]]), "got": list(got[k])}
-    return {
-        "file": path,
-        "missing": missing,
-        "unexpected": unexpected,
-        "mismatched": mismatched,
-        "test_params": test_params,
-    }
+    params: dict[str, dict[str, mx.nd.NDArray]] = {"arg": {}, "aux": {}}
+    other = []
+    for key, value in save_dict.items():
+        kind, _, name = key.partition(":")
+        if kind in params:
+            params[kind][name] = value
+        else:
+            other.append(key)
+    diff = compare_params(description["arg_params"], description["aux_params"], params["arg"],
+                          params["aux"])  # fmt: skip
+    diff["unexpected"] = sorted(diff["unexpected"] + other)
+    return {"file": path, **diff}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; returns 0, or 1 when the checkpoint does not match.
+
+    Raises:
+        FileNotFoundError, ValueError: the config, or a ``--params`` file that cannot be read
+            (:func:`lib.core.checkpoint.load_params_file`); ``python -m`` prints the message
+            alone (:func:`lib.utils.cli.run_cli`).
+    """
     parser = argparse.ArgumentParser(
         description="Print a network's parameter shapes and outputs; check a checkpoint"
     )
     add_config_args(parser)
     parser.add_argument("--train", action="store_true", help="the training symbol (default test)")
     parser.add_argument("--params", default=None, help="a .params checkpoint to check")
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
+    # before the network is built: a bad file fails at once
+    save_dict = load_params_file(args.params, "--params") if args.params else None
     report = describe(cfg, is_train=args.train)
     status = 0
-    if args.params:
-        save_dict = mx.nd.load(args.params)
-        if not isinstance(save_dict, dict):
-            raise SystemExit(f"{args.params} holds a list of arrays, not an arg:/aux: dict")
+    if save_dict is not None:
         check = check_checkpoint(report, save_dict, args.params)
         report["checkpoint"] = check
         status = int(bool(check["missing"] or check["unexpected"] or check["mismatched"]))
@@ -173,4 +138,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main, prog="inspect_model"))

@@ -18,6 +18,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from lib.utils.cli import add_debug_arg, run_cli
 from lib.utils.training_curves import curves_path, plot_logs
 
 
@@ -31,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--labels", nargs="+", default=None, help="one legend label per log")
     parser.add_argument("--batches-per-epoch", type=int, default=None,
                         help="batches per epoch (default: estimated from each log)")  # fmt: skip
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
     if args.labels and len(args.labels) != len(args.logs):
         parser.error(f"{len(args.labels)} labels for {len(args.logs)} logs")
@@ -45,4 +47,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main, prog="plot_log"))

@@ -46,7 +46,11 @@ def _operator_library_info() -> str:
 
 
 def setup_logger(
-    output_dir: str, log_prefix: str, cfg: Mapping | None = None, level: int = logging.INFO
+    output_dir: str,
+    log_prefix: str,
+    cfg: Mapping | None = None,
+    level: int = logging.INFO,
+    save: bool = True,
 ) -> logging.Logger:
     """Log to ``<output_dir>/<log_prefix>_<YYYY-mm-dd-HH-MM-SS>.log`` and to stderr.
 
@@ -54,7 +58,7 @@ def setup_logger(
     second call in the same process (e.g. test after train) closes the previous file and
     console handlers installed here and installs new ones: one console handler, and the log
     switches to the new file. Then the MXNet version, the operator library's build info and, if
-    ``cfg`` is given, the merged config are logged, and the config is saved as
+    ``cfg`` is given, the merged config are logged, and (with ``save``) the config is saved as
     ``<output_dir>/config.yaml``.
 
     Returns:
@@ -81,7 +85,8 @@ def setup_logger(
     logger.info("operator library: %s", _operator_library_info())
     if cfg is not None:
         logger.info("config:\n%s", dump_config(cfg))
-        logger.info("config saved to %s", save_config(cfg, output_dir))
+        if save:
+            logger.info("config saved to %s", save_config(cfg, output_dir))
     return root
 
 
@@ -94,7 +99,11 @@ def current_log_file() -> str | None:
 
 
 def create_logger(
-    root_output_path: str, cfg_path: str, image_set: str, cfg: Mapping | None = None
+    root_output_path: str,
+    cfg_path: str,
+    image_set: str,
+    cfg: Mapping | None = None,
+    save: bool = True,
 ) -> tuple[logging.Logger, str]:
     """Original ``create_logger``: make the experiment output dir and log into it.
 
@@ -103,7 +112,7 @@ def create_logger(
         cfg_path: the yaml the run was started with; its basename names the subdirectory and the
             log file.
         image_set: ``'+'``-separated image sets, e.g. ``2007_trainval+2012_trainval``.
-        cfg: the merged config to log and save as ``config.yaml`` (optional).
+        cfg: the merged config to log and (with ``save``) save as ``config.yaml`` (optional).
 
     Returns:
         ``(root logger, final_output_path)`` where the path is
@@ -112,4 +121,4 @@ def create_logger(
     """
     final_output_path = experiment_output_path(root_output_path, cfg_path, image_set)
     cfg_name = os.path.splitext(os.path.basename(cfg_path))[0]
-    return setup_logger(final_output_path, cfg_name, cfg), final_output_path
+    return setup_logger(final_output_path, cfg_name, cfg, save=save), final_output_path

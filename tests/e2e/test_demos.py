@@ -7,7 +7,9 @@ blank, and the colours that say what was drawn where: the best box's class colou
 edge, the colour of the largest segmentation class in the legend, the red / green points of the
 offset picture, the orange RoIs of the PS-RoI picture. ``results.json`` must agree (boxes in
 image pixels, inside the image; class names of the model). Bad inputs are handled or skipped
-with one line naming the file, and a missing model says how to get one.
+with one line naming the file, given points / boxes outside an image are dropped (boxes partly
+outside clipped) with a warning per image, and a missing model says how to get one. The bad
+arguments that need no trained model are in ``tests/lib/test_demo_args.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from faster_rcnn import demo as rcnn_demo
 from faster_rcnn.symbols import get_network as rcnn_network
 from lib.config import load_config
 from lib.core.demo import DEFAULT_IMAGES, DemoSpec, ModelNotFoundError, resolve_model
-from lib.core.trainer import train_net
+from lib.core.trainer import checkpoint_prefix, train_net
 from lib.dataset import synthetic
 from lib.dataset.cityscapes import CITYSCAPES_CLASSES
 from lib.dataset.load_data import dataset_palette
@@ -219,6 +221,90 @@ def test_deform_psroi_demo(rfcn_dcn, tmp_path):
     assert code == 0 and len(results["written"][0]["rois"]) == 2
 
 
+def _images_of_three_sizes(folder: Path) -> dict[str, str]:
+    """Paths by ``WxH``: the demo's 1000x600 and 600x800 images and a 200x100 one."""
+    small = folder / "small_100x200.png"
+    photo = cv2.imread(str(DEFAULT_IMAGES / "synthetic_600x1000.jpg"))
+    assert cv2.imwrite(str(small), cv2.resize(photo, (200, 100), interpolation=cv2.INTER_AREA))
+    return {
+        "1000x600": str(DEFAULT_IMAGES / "synthetic_600x1000.jpg"),
+        "600x800": str(DEFAULT_IMAGES / "synthetic_800x600.jpg"),
+        "200x100": str(small),
+    }
+
+
+def _warnings(caplog, path: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and r.getMessage().startswith(f"{path}: ")
+    ]
+
+
+def test_points_outside_an_image_are_dropped(rfcn_dcn, tmp_path, caplog):
+    """Per image: points beyond its pixels (x > width - 1, y > height - 1) are dropped with a
+    warning, never moved; an image with none left is skipped."""
+    images = _images_of_three_sizes(tmp_path)
+    points = "500,300;999,599;1000,50;700,700"
+    with caplog.at_level(logging.INFO, logger="lib.core.demo"):
+        code, results = _run(deform_conv_demo.main, rfcn_dcn, tmp_path / "out",
+                             *images.values(), "--points", points)  # fmt: skip
+    assert code == 0
+    by_size = {f"{e['width']}x{e['height']}": e for e in results["written"]}
+    assert sorted(by_size) == ["1000x600", "600x800"]
+
+    wide = by_size["1000x600"]  # x = 1000 is one past the last column
+    assert wide["dropped_points"] == [[1000, 50], [700, 700]]
+    assert [p["activation"] for p in wide["points"]][0] == pytest.approx([500, 300], abs=50)
+    assert len(wide["points"]) == 2 and len(wide["warnings"]) == 1
+    assert _warnings(caplog, images["1000x600"]) == [
+        f"{images['1000x600']}: --points outside the image (1000x600) dropped: (1000, 50), "
+        "(700, 700)"]  # fmt: skip
+    tall = by_size["600x800"]
+    assert tall["dropped_points"] == [[999, 599], [1000, 50], [700, 700]]
+    assert len(tall["points"]) == 1
+
+    (skipped,) = results["skipped"]
+    assert skipped == {
+        "image": images["200x100"],
+        "reason": "all --points are outside the image (200x100): (500, 300), (999, 599), "
+        "(1000, 50), (700, 700)",
+    }
+    assert _warnings(caplog, images["200x100"]) == []  # its line is "skipping ...: <reason>"
+
+
+def test_boxes_outside_an_image_are_clipped_or_dropped(rfcn_dcn, tmp_path, caplog):
+    """Per image: a box partly outside is clipped to it, one wholly outside dropped, each with
+    a warning; an image with no box left is skipped."""
+    images = _images_of_three_sizes(tmp_path)
+    boxes = "100,120,400,380,2;900,500,1200,700;1000,50,1300,250"
+    with caplog.at_level(logging.INFO, logger="lib.core.demo"):
+        code, results = _run(deform_psroi_demo.main, rfcn_dcn, tmp_path / "out",
+                             *images.values(), "--boxes", boxes)  # fmt: skip
+    assert code == 0
+    by_size = {f"{e['width']}x{e['height']}": e for e in results["written"]}
+    assert sorted(by_size) == ["1000x600", "600x800"]
+
+    wide = by_size["1000x600"]
+    assert [r["box"] for r in wide["rois"]] == [[100, 120, 400, 380], [900, 500, 999, 599]]
+    assert "given" not in wide["rois"][0] and wide["rois"][1]["given"] == [900, 500, 1200, 700]
+    assert wide["rois"][0]["class"] == "square"
+    assert wide["dropped_boxes"] == [[1000, 50, 1300, 250]]
+    assert _warnings(caplog, images["1000x600"]) == [
+        f"{images['1000x600']}: --boxes outside the image (1000x600) dropped: "
+        "(1000, 50, 1300, 250)",
+        f"{images['1000x600']}: --boxes clipped to the image (1000x600): "
+        "(900, 500, 1200, 700) -> (900, 500, 999, 599)"]  # fmt: skip
+    assert len(wide["warnings"]) == 2
+    tall = by_size["600x800"]
+    assert [r["box"] for r in tall["rois"]] == [[100, 120, 400, 380]]
+    assert tall["dropped_boxes"] == [[900, 500, 1200, 700], [1000, 50, 1300, 250]]
+
+    (skipped,) = results["skipped"]
+    assert skipped["image"] == images["200x100"]
+    assert skipped["reason"].startswith("all --boxes are outside the image (200x100): ")
+
+
 def _bad_inputs(folder: Path) -> tuple[list[str], list[str]]:
     """(inputs a demo must process, inputs it must skip) written into ``folder``."""
     folder.mkdir()
@@ -305,3 +391,21 @@ def test_missing_model_says_how_to_get_one(rfcn_dcn, tmp_path, capsys):
     code = rfcn_demo.main(["--cfg", RFCN_DCN, "--set", empty[0], "--out", str(tmp_path / "o")])
     assert code == 2
     assert f"rfcn_end2end_train_test.py --cfg {RFCN_DCN}" in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_another_network_is_refused(rfcn_dcn, tmp_path, capsys):
+    """The plain R-FCN on the Deformable R-FCN's checkpoint would draw boxes without its offsets:
+    the demo stops, naming them, before any image is read."""
+    trained = [a for a in rfcn_dcn[2:] if a != "--set"]
+    dcn = load_config(RFCN_DCN, trained)
+    prefix = checkpoint_prefix(dcn, RFCN_DCN)
+    args = ["--cfg", "experiments/rfcn/cfgs/synthetic_rfcn.yaml", *rfcn_dcn[2:], "--params",
+            prefix, "--epoch", "1", "--out", str(tmp_path / "o")]  # fmt: skip
+    assert rfcn_demo.main(args) == 2
+    err = capsys.readouterr().err
+    assert (
+        f": error: checkpoint {prefix}-0001.params does not fit the network of symbol "
+        "'resnet_v1_50_w16_rfcn'" in err.splitlines()[0]
+    )
+    assert "params the network does not have (10): res5a_branch2b_offset_bias" in err
+    assert not (tmp_path / "o" / "results.json").exists()

@@ -269,7 +269,7 @@ def test_truncated_params_and_states_name_the_file(tmp_path):
     for path in (prefix + "-0001.params", prefix + "-0001.states"):
         data = Path(path).read_bytes()
         Path(path).write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match=r"checkpoint .*m-0001\.params .*may be truncated"):
+    with pytest.raises(ValueError, match=r"checkpoint .*m-0001\.params .*truncated or corrupt"):
         C.load_param(prefix, 1)
     with pytest.raises(ValueError, match=r"optimizer states .*m-0001\.states .*may be truncated"):
         C.load_optimizer_states(prefix, 1)

@@ -10,6 +10,7 @@ from lib.core.initializer import (
     DEFAULT_NEW_LAYER_RULES,
     bilinear,
     check_parameter_shapes,
+    compare_params,
     constant,
     find_rule,
     infer_param_shapes,
@@ -87,7 +88,7 @@ def test_init_fills_only_missing_params_by_first_matching_rule(caplog):
 
 def test_uncovered_missing_params_are_an_error_listing_them():
     args = {"res2a_branch2a_weight": (4, 3, 3, 3), "conv1_weight": (2, 2), "rpn_x_bias": (3,)}
-    with pytest.raises(KeyError, match=r"res2a_branch2a_weight \(4, 3, 3, 3\), conv1_weight"):
+    with pytest.raises(ValueError, match=r"res2a_branch2a_weight \(4, 3, 3, 3\), conv1_weight"):
         init_params(args, {}, {}, DEFAULT_NEW_LAYER_RULES)
     # covered once pretrained
     arg, _ = init_params(
@@ -154,17 +155,36 @@ def test_normal_is_reproducible_with_mx_seed():
 def test_check_parameter_shapes_lists_every_problem():
     arg_shapes = {"a": (2, 3), "b": (4,), "c": (1,)}
     aux_shapes = {"m": (4,)}
-    arg = {"a": mx.nd.ones((3, 2)), "c": mx.nd.ones((1,)), "extra_test": mx.nd.ones((9,))}
+    arg = {"a": mx.nd.ones((3, 2)), "c": mx.nd.ones((1,)), "offset_weight": mx.nd.ones((9,)),
+           "c_test": mx.nd.ones((1,))}  # fmt: skip
     with pytest.raises(ValueError) as e:
-        check_parameter_shapes(arg_shapes, aux_shapes, arg, {})
+        check_parameter_shapes(arg_shapes, aux_shapes, arg, {}, "checkpoint x.params", "net y")
     msg = str(e.value)
-    assert "missing arg params: b" in msg
+    assert msg.startswith("checkpoint x.params does not fit net y")
+    assert "missing arg params (1): b" in msg
+    # a param the network lacks (a DCN checkpoint's offsets under a plain network) is an error
+    assert "arg params the network does not have (1): offset_weight" in msg
     assert "arg a: expected shape (2, 3), got (3, 2)" in msg
-    assert "missing aux params: m" in msg
-    assert "extra_test" not in msg and "arg c" not in msg and len(msg.splitlines()) == 4
+    assert "missing aux params (1): m" in msg
+    assert "c_test" not in msg and "arg c" not in msg and len(msg.splitlines()) == 5
     check_parameter_shapes(
         arg_shapes,
         aux_shapes,
         {"a": mx.nd.ones((2, 3)), "b": mx.nd.ones((4,)), "c": mx.nd.ones((1,))},
         {"m": mx.nd.ones((4,))},
     )
+
+
+def test_compare_params_checks_test_params_against_their_param():
+    diff = compare_params(
+        {"w": (8, 4)},
+        {},
+        {"w": mx.nd.ones((8, 4)), "w_test": mx.nd.ones((8, 2)), "v_test": mx.nd.ones((1,))},
+        {"w": mx.nd.ones((1,))},
+    )
+    assert diff == {
+        "missing": [],
+        "unexpected": ["arg:v_test", "aux:w"],
+        "mismatched": {"arg:w_test": {"expected": [8, 4], "got": [8, 2]}},
+        "test_params": ["arg:w_test"],
+    }

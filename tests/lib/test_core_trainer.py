@@ -3,14 +3,17 @@
 import os
 
 import mxnet as mx
+import numpy as np
 import pytest
 
 from lib.config import default_config
 from lib.core.checkpoint import params_path, states_path, symbol_path
 from lib.core.trainer import (
     TrainingOutputExistsError,
+    bbox_target_stats,
     checkpoint_prefix,
     get_context,
+    overwritten_checkpoints,
     resolve_begin_epoch,
 )
 
@@ -44,9 +47,12 @@ def test_fresh_run_refuses_to_overwrite_checkpoints(tmp_path):
     assert "TRAIN.RESUME=true" in message and "output_path" in message and "--overwrite" in message
     assert os.path.isfile(params_path(prefix, 2))  # nothing deleted
 
-    begin, notes = resolve_begin_epoch(_cfg(), prefix, overwrite=True)
-    assert begin == 0 and not os.listdir(tmp_path)  # the old run's files are all gone
-    assert len(notes) == 5 and all("deleted" in n for n in notes)
+    # --overwrite: nothing is deleted at start-up; training deletes the old run's files first
+    assert resolve_begin_epoch(_cfg(), prefix, overwrite=True) == (0, [])
+    assert len(os.listdir(tmp_path)) == 5
+    assert overwritten_checkpoints(_cfg(), prefix, 0) == sorted(
+        str(tmp_path / name) for name in os.listdir(tmp_path)
+    )
 
 
 def test_resume_without_begin_epoch_takes_the_latest_complete_checkpoint(tmp_path):
@@ -71,6 +77,9 @@ def test_resume_from_a_given_epoch(tmp_path):
     with pytest.raises(TrainingOutputExistsError, match="up to epoch 3"):
         resolve_begin_epoch(_cfg(RESUME=True, begin_epoch=1), prefix)
     assert resolve_begin_epoch(_cfg(RESUME=True, begin_epoch=1), prefix, overwrite=True)[0] == 1
+    # what --overwrite deletes before training: the checkpoints after epoch 1, not 1 itself
+    later = [f(prefix, e) for e in (2, 3) for f in (params_path, states_path)]
+    assert overwritten_checkpoints(_cfg(RESUME=True, begin_epoch=1), prefix, 1) == sorted(later)
     assert resolve_begin_epoch(_cfg(RESUME=True, begin_epoch=3), prefix)[0] == 3
 
 
@@ -114,3 +123,17 @@ def test_gpus_on_a_cpu_build_name_the_key():
     cfg.gpus = "0,a"
     with pytest.raises(ValueError, match="comma-separated GPU ids"):
         get_context(cfg)
+
+
+def test_bbox_target_stats_are_the_configs_means_and_stds_per_class():
+    cfg = _cfg(BBOX_NORMALIZATION_PRECOMPUTED=True, BBOX_MEANS=(0.1, 0.2, 0.3, 0.4),
+               BBOX_STDS=(1.0, 2.0, 3.0, 4.0))  # fmt: skip
+    means, stds = bbox_target_stats(cfg)  # class-agnostic: background and foreground
+    np.testing.assert_array_equal(means, [0.1, 0.2, 0.3, 0.4] * 2)
+    np.testing.assert_array_equal(stds, [1.0, 2.0, 3.0, 4.0] * 2)
+    cfg.CLASS_AGNOSTIC, cfg.dataset.NUM_CLASSES = False, 3
+    means, stds = bbox_target_stats(cfg)
+    assert len(means) == len(stds) == 12 and stds[-1] == 4.0 and means[-1] == 0.4
+    cfg.TRAIN.BBOX_NORMALIZATION_PRECOMPUTED = False  # raw deltas
+    means, stds = bbox_target_stats(cfg)
+    assert not means.any() and (stds == 1).all()

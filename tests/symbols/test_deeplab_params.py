@@ -181,7 +181,7 @@ def test_released_checkpoint_loads_by_name(network, tmp_path):
     arg_shapes, aux_shapes = infer_param_shapes(sym, _inputs(ref))
     _, aux_params = load_param(str(tmp_path / "model" / network), 0)
     del arg_params["score_bias"]
-    with pytest.raises(ValueError, match="missing arg params: score_bias"):
+    with pytest.raises(ValueError, match=r"missing arg params \(1\): score_bias"):
         check_parameter_shapes(arg_shapes, aux_shapes, arg_params, aux_params)
 
 

@@ -157,5 +157,5 @@ def test_missing_backbone_param_is_an_error(tmp_path):
     cfg = load_config(REPO / ref["config"], [f"network.pretrained={prefix}"])
     net = get_network(cfg.symbol)
     inputs = {k: tuple(v) for k, v in ref["input_shapes"].items()}
-    with pytest.raises(KeyError, match="res3a_branch1_weight"):
+    with pytest.raises(ValueError, match="res3a_branch1_weight"):
         initial_params(cfg, net, net(cfg, is_train=True), inputs)
