@@ -70,6 +70,25 @@ def proposal_shapes(cls, bbox) -> str:
     return f"{sym}.infer_shape(c={cls}, b={bbox})"
 
 
+PYRAMID_INPUTS = "c4 c8 b4 b8 i"  # cls_prob of each level, bbox_pred of each level, im_info
+
+
+def pyramid(inputs: str = PYRAMID_INPUTS, **attrs) -> str:
+    attrs = {"feat_stride": "(4, 8)", "scales": (8,), **attrs}  # 3 anchors
+    syms = ", ".join(f"v({n!r})" for n in inputs.split())
+    args = ", ".join(f"{k}={v!r}" for k, v in attrs.items())
+    return f"mx.sym.Custom({syms}, op_type='pyramid_proposal', {args})"
+
+
+def pyramid_shapes(bind: bool = False, feat_stride: str = "(4, 8)", **shapes) -> str:
+    """Infers (or binds) with levels 8 x 8 and 4 x 4, ``shapes`` replacing some."""
+    shapes = {"c4": (1, 6, 8, 8), "c8": (1, 6, 4, 4), "b4": (1, 12, 8, 8),
+              "b8": (1, 12, 4, 4), **shapes}  # fmt: skip
+    args = ", ".join(f"{k}={v}" for k, v in shapes.items())
+    call = f"simple_bind(mx.cpu(), {args})" if bind else f"infer_shape({args})"
+    return f"{pyramid(feat_stride=feat_stride)}.{call}"
+
+
 def target(**attrs) -> str:
     attrs = {"num_classes": 2, "batch_images": 1, "batch_rois": -1, "class_agnostic": True, **attrs}
     args = ", ".join(f"{k}={v!r}" for k, v in attrs.items() if v is not None)
@@ -101,8 +120,22 @@ def cfg_code(path: str, **train) -> str:
 
 RFCN_CFG = "experiments/rfcn/cfgs/synthetic_rfcn.yaml"
 RCNN_CFG = "experiments/faster_rcnn/cfgs/synthetic_rcnn.yaml"
+FPN_CFG = "experiments/fpn/cfgs/resnet_v1_101_coco_trainval_fpn_end2end_ohem.yaml"
+
+
+def fpn_proposals(cls_levels: int = 5) -> str:
+    """pyramid_proposal_symbol on ``cfg`` with the first ``cls_levels`` cls_probs."""
+    strides = (4, 8, 16, 32, 64)
+    cls_probs = ", ".join(f"v('c{s}')" for s in strides[:cls_levels])
+    bbox_preds = ", ".join(f"v('b{s}')" for s in strides)
+    return (
+        "from lib.operator_py import pyramid_proposal_symbol\n"
+        f"pyramid_proposal_symbol(cfg, True, [{cls_probs}], [{bbox_preds}], v('i'))"
+    )
+
 
 INT = "an integer"
+STRIDES = "one or more distinct integers >= 1"
 CASES: dict[str, list[Case]] = {
     "proposal": [
         Case("feat_stride 0", proposal(feat_stride=0),
@@ -149,6 +182,60 @@ CASES: dict[str, list[Case]] = {
              "proposal_symbol(cfg, True, v('c'), v('b'), v('i'))",
              r"ValueError: proposal: attribute threshold must be a number in \[0, 1\], got "
              r"'2.0'"),
+    ],
+    "pyramid_proposal": [
+        Case("a stride 0", pyramid(feat_stride="(4, 0)"),
+             rf"pyramid_proposal: attribute feat_stride must be {STRIDES}, got '\(4, 0\)'"),
+        Case("a stride not an integer", pyramid(feat_stride="(4, 8.5)"),
+             rf"pyramid_proposal: attribute feat_stride must be {STRIDES}, got '\(4, 8.5\)'"),
+        Case("no stride", pyramid(feat_stride="()"),
+             rf"pyramid_proposal: attribute feat_stride must be {STRIDES}, got '\(\)'"),
+        Case("a stride twice", pyramid(feat_stride="(8, 8)"),
+             rf"pyramid_proposal: attribute feat_stride must be {STRIDES}, got '\(8, 8\)'"),
+        Case("strides not numbers", pyramid(feat_stride="P2..P6"),
+             rf"pyramid_proposal: attribute feat_stride must be {STRIDES}, got 'P2..P6'"),
+        Case("no ratios", pyramid(ratios=()),
+             r"pyramid_proposal: attribute ratios must be one or more numbers > 0, got '\(\)'"),
+        Case("threshold above 1", pyramid(threshold=1.5),
+             r"pyramid_proposal: attribute threshold must be a number in \[0, 1\], got '1.5'"),
+        Case("the original's unused output_pyramid_rois", pyramid(output_pyramid_rois=False),
+             r"pyramid_proposal: unknown attribute output_pyramid_rois \(attributes: "
+             r"feat_stride, scales"),
+        Case("cls_prob channels of one level", pyramid_shapes(c8=(1, 4, 4, 4)),
+             r"pyramid_proposal: rpn_cls_prob_stride8 must have shape \(B, 2 \* 3 anchors, H, "
+             r"W\), got \(1, 4, 4, 4\)"),
+        Case("bbox_pred channels of one level", pyramid_shapes(b4=(1, 6, 8, 8)),
+             r"pyramid_proposal: rpn_bbox_pred_stride4 must have shape \(B, 4 \* 3 anchors, H, "
+             r"W\), got \(1, 6, 8, 8\)"),
+        Case("map sizes differ on one level", pyramid_shapes(b8=(1, 12, 4, 5)),
+             r"pyramid_proposal: rpn_cls_prob_stride8 \(1, 6, 4, 4\) and rpn_bbox_pred_stride8 "
+             r"\(1, 12, 4, 5\) must have the same batch size and map size"),
+        Case("batch sizes differ between levels at bind",
+             pyramid_shapes(bind=True, c8=(2, 6, 4, 4), b8=(2, 12, 4, 4)),
+             r"pyramid_proposal: the inputs must have the same batch size, got "
+             r"rpn_cls_prob_stride4 \(1, 6, 8, 8\), rpn_cls_prob_stride8 \(2, 6, 4, 4\)"),
+        # Fewer inputs than levels: MXNet fills the rest with new variables, so the given ones
+        # land on the wrong inputs (here b8 on rpn_bbox_pred_stride4), and their shapes say so
+        # at bind time.
+        Case("two levels given, three strides",
+             pyramid_shapes(bind=True, feat_stride="(4, 8, 16)"),
+             r"pyramid_proposal: rpn_cls_prob_stride4 \(1, 6, 8, 8\) and rpn_bbox_pred_stride4 "
+             r"\(1, 12, 4, 4\) must have the same batch size and map size"),
+        Case("three levels given, two strides", pyramid("c4 c8 c16 b4 b8 b16 i"),
+             r"Incorrect number of arguments, requires 5, provided 7"),
+        Case("imperative call, one level missing", "mx.nd.Custom(mx.nd.zeros((1, 6, 4, 4)), "
+             "mx.nd.zeros((1, 12, 4, 4)), mx.nd.zeros((1, 3)), op_type='pyramid_proposal', "
+             "feat_stride=(4, 8), scales=(8,))",
+             r"Operator Custom expects 5 inputs, but got 3 instead"),
+        Case("builder, bad value", cfg_code(FPN_CFG, RPN_NMS_THRESH=2.0) + fpn_proposals(),
+             r"ValueError: pyramid_proposal: attribute threshold must be a number in \[0, 1\], "
+             r"got '2.0'"),
+        Case("builder, a level missing", cfg_code(FPN_CFG) + fpn_proposals(4),
+             r"ValueError: pyramid_proposal: network.RPN_FEAT_STRIDE \[4, 8, 16, 32, 64\] has 5 "
+             r"levels, got 4 cls_probs and 5 bbox_preds"),
+        Case("builder, C++ op", cfg_code(FPN_CFG, CXX_PROPOSAL=True) + fpn_proposals(),
+             r"ValueError: pyramid_proposal: MXNet has no C\+\+ pyramid proposal, the pyramid "
+             r"proposal is the Python op: set TRAIN.CXX_PROPOSAL false"),
     ],
     "proposal_target": [
         Case("num_classes 1", target(num_classes=1, class_agnostic=False),
@@ -234,6 +321,90 @@ CASES: dict[str, list[Case]] = {
              rf"ValueError: BoxAnnotatorOHEM: attribute batch_images must be {INT} >= 1, got '0'"),
     ],
 }  # fmt: skip
+
+
+# fpn_roi_pooling: maps p2..p5 (C = 8), offset weights w2..w5 and biases b2..b5, rois r.
+FPN_MAPS = {"p2": (1, 8, 16, 16), "p3": (1, 8, 8, 8), "p4": (1, 8, 4, 4), "p5": (1, 8, 2, 2)}
+
+
+def fpn(deformable: bool | str = False, **attrs) -> str:
+    inputs = [f"data_{p}=v({p!r})" for p in FPN_MAPS]
+    if deformable is True:
+        inputs += [f"offset_{kind}_{p}=v('{kind[0]}{p[1]}')" for p in FPN_MAPS
+                   for kind in ("weight", "bias")]  # fmt: skip
+    args = ", ".join([*inputs, "rois=v('r')", f"with_deformable={deformable!r}"]
+                     + [f"{k}={v!r}" for k, v in attrs.items()])  # fmt: skip
+    return f"mx.sym.Custom(op_type='fpn_roi_pooling', {args})"
+
+
+def fpn_shapes(deformable: bool = False, method: str = "infer_shape", **shapes) -> str:
+    shapes = {**FPN_MAPS, "r": (10, 5), **shapes}
+    args = ", ".join(f"{k}={v}" for k, v in shapes.items())
+    ctx = "mx.cpu(), " if method == "simple_bind" else ""
+    return f"{fpn(deformable)}.{method}({ctx}{args})"
+
+
+FPN_SAME = r"fpn_roi_pooling: the pyramid levels must have the same batch size and channels, got"
+FPN_BUILDER = "from lib.operator_py import fpn_roi_pooling_symbol\nfpn_roi_pooling_symbol"
+FPN_FEATS = "[v('p2'), v('p3'), v('p4'), v('p5')]"
+CASES["fpn_roi_pooling"] = [
+    Case("feat_strides not powers of 2", fpn(feat_strides=(4, 8, 12)),
+         r"fpn_roi_pooling: attribute feat_strides must be increasing powers of 2, got "
+         r"'\(4, 8, 12\)'"),
+    Case("feat_strides decreasing", fpn(feat_strides=(8, 4)),
+         r"fpn_roi_pooling: attribute feat_strides must be increasing powers of 2, got "
+         r"'\(8, 4\)'"),
+    Case("no feat_strides", fpn(feat_strides=()),
+         r"fpn_roi_pooling: attribute feat_strides must be one or more numbers >= 1, got '\(\)'"),
+    Case("pooled_size 0", fpn(pooled_size=0),
+         rf"fpn_roi_pooling: attribute pooled_size must be {INT} >= 1, got '0'"),
+    Case("canonical_scale 0", fpn(canonical_scale=0),
+         r"fpn_roi_pooling: attribute canonical_scale must be a number > 0, got '0'"),
+    Case("canonical_level not an integer", fpn(canonical_level=1.5),
+         rf"fpn_roi_pooling: attribute canonical_level must be {INT}, got '1.5'"),
+    Case("trans_std above 1", fpn(True, trans_std=2),
+         r"fpn_roi_pooling: attribute trans_std must be a number in \[0, 1\], got '2'"),
+    Case("sample_per_part 0", fpn(True, sample_per_part=0),
+         rf"fpn_roi_pooling: attribute sample_per_part must be {INT} >= 1, got '0'"),
+    Case("with_deformable not a bool", fpn("maybe"),
+         r"fpn_roi_pooling: attribute with_deformable must be True or False, got 'maybe'"),
+    Case("unknown attribute", fpn(output_dim=256),
+         r"fpn_roi_pooling: unknown attribute output_dim \(attributes: with_deformable, "
+         r"feat_strides"),
+    Case("imperative call", "mx.nd.Custom(*[mx.nd.zeros(s) for s in "
+         f"{list(FPN_MAPS.values())}], mx.nd.zeros((2, 5)), op_type='fpn_roi_pooling', "
+         "pooled_size=0)",
+         rf"fpn_roi_pooling: attribute pooled_size must be {INT} >= 1, got '0'"),
+    Case("levels with different channels", fpn_shapes(p3=(1, 4, 8, 8)),
+         FPN_SAME + r" data_p2 \(1, 8, 16, 16\), data_p3 \(1, 4, 8, 8\), data_p4"),
+    Case("levels with different batch sizes", fpn_shapes(p5=(2, 8, 2, 2)),
+         FPN_SAME + r" .*, data_p5 \(2, 8, 2, 2\)"),
+    Case("rois with 4 columns", fpn_shapes(r=(10, 4)),
+         r"fpn_roi_pooling: rois must have shape \(R, 5\), got \(10, 4\)"),
+    Case("rois 1-D", fpn_shapes(r=(10,)),
+         r"fpn_roi_pooling: rois must have shape \(R, 5\), got \(10,\)"),
+    Case("map 3-D", fpn_shapes(p2=(8, 16, 16)),
+         r"fpn_roi_pooling: data_p2 must have shape \(N, C, H, W\), got \(8, 16, 16\)"),
+    Case("offset weight for other channels", fpn_shapes(True, w3=(98, 196)),
+         r"fpn_roi_pooling: offset_weight_p3 must have shape \(2 \* 7 \* 7, 7 \* 7 \* C\) = "
+         r"\(98, 392\), got \(98, 196\)"),
+    Case("offset bias", fpn_shapes(True, b5=(49,)),
+         r"fpn_roi_pooling: offset_bias_p5 must have shape \(98,\), got \(49,\)"),
+    Case("dtypes differ", f"{fpn()}.infer_type(p2='float32', r='float64')",
+         r"fpn_roi_pooling: the inputs must have the same dtype, got data_p2 float32, "
+         r"rois float64"),
+    Case("float16", f"{fpn()}.infer_type(p2='float16')",
+         r"fpn_roi_pooling: the inputs must be float32 or float64, got float16"),
+    Case("channels differ at bind", fpn_shapes(True, "simple_bind", p4=(1, 16, 4, 4)),
+         FPN_SAME + r" .*data_p4 \(1, 16, 4, 4\)"),
+    Case("builder, one map missing", f"{FPN_BUILDER}({FPN_FEATS}[:3], v('r'), True)",
+         r"ValueError: fpn_roi_pooling: 3 feature maps for 4 feat_strides \(4, 8, 16, 32\)"),
+    Case("builder, strides", f"{FPN_BUILDER}({FPN_FEATS}, v('r'), True, feat_strides=(4, 6, "
+         "16, 32))",
+         r"ValueError: fpn_roi_pooling: attribute feat_strides must be increasing powers of 2"),
+    Case("builder", f"{FPN_BUILDER}({FPN_FEATS}, v('r'), False, pooled_size=0)",
+         rf"ValueError: fpn_roi_pooling: attribute pooled_size must be {INT} >= 1, got '0'"),
+]  # fmt: skip
 
 RUNNER = """
 import sys
