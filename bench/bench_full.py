@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/bench_full.py [--cfg <yaml> ...] [--iters N]
 
-For each config (default: the COCO R-FCN, Faster R-CNN and their deformable yamls, ResNet-v1-101
-with 81 classes, and the Cityscapes DeepLab yamls), in its own process so that its peak memory
-is its own:
+For each config (default: the COCO R-FCN, Faster R-CNN, FPN and their deformable yamls,
+ResNet-v1-101 with 81 classes, and the Cityscapes DeepLab yamls), in its own process so that its
+peak memory is its own:
 
-* detection: the training symbol is bound at (1, 3, 600, 1000) with parameters initialised by
+* detection: the training symbol is bound at (1, 3, 600, 1000) (FPN: 800 x 1280, anchor
+  targets over its pyramid) with parameters initialised by
   the network's from-scratch rules, and SGD iterations run on a random image with two gt boxes
   (RPN targets from ``lib.rpn.assign_anchor``); the losses must be finite. The test symbol is
   then bound with the trained parameters and detects on the same image: RoIs, class scores and
@@ -34,10 +35,11 @@ import numpy as np
 
 from lib.config import load_config
 from lib.core.module import MutableModule
+from lib.core.network import PyramidDetector
 from lib.core.tester import bind_test_network, im_detect, select_detections
 from lib.core.trainer import initial_params
 from lib.nms.nms import py_nms_wrapper
-from lib.rpn.rpn import assign_anchor
+from lib.rpn.rpn import assign_anchor, assign_pyramid_anchor
 from lib.tools.inspect_model import get_builder
 
 CONFIGS = [
@@ -45,10 +47,13 @@ CONFIGS = [
     "experiments/rfcn/cfgs/resnet_v1_101_coco_trainval_rfcn_dcn_end2end_ohem.yaml",
     "experiments/faster_rcnn/cfgs/resnet_v1_101_coco_trainval_rcnn_end2end.yaml",
     "experiments/faster_rcnn/cfgs/resnet_v1_101_coco_trainval_rcnn_dcn_end2end.yaml",
+    "experiments/fpn/cfgs/resnet_v1_101_coco_trainval_fpn_end2end_ohem.yaml",
+    "experiments/fpn/cfgs/resnet_v1_101_coco_trainval_fpn_dcn_end2end_ohem.yaml",
     "experiments/deeplab/cfgs/deeplab_resnet_v1_101_cityscapes_segmentation_base.yaml",
     "experiments/deeplab/cfgs/deeplab_resnet_v1_101_cityscapes_segmentation_dcn.yaml",
 ]
 DET_SIZE = (600, 1000)
+FPN_SIZE = (800, 1280)  # the original FPN's scale
 SEG_TRAIN, SEG_TEST = (768, 1024), (1024, 2048)
 GT_BOXES = np.array([[120, 80, 420, 500, 1], [560, 150, 930, 420, 3]], dtype=np.float32)
 
@@ -92,13 +97,20 @@ def _predictor(net, cfg, mod, provide_data) -> tuple:
 
 def bench_detection(cfg, net, iters: int) -> dict:
     rng = np.random.RandomState(0)
-    height, width = DET_SIZE
+    pyramid = isinstance(net, PyramidDetector)
+    height, width = FPN_SIZE if pyramid else DET_SIZE
     image = rng.uniform(-100, 100, (1, 3, height, width)).astype(np.float32)
     im_info = np.array([[height, width, 1.0]], dtype=np.float32)
     sym = net(cfg, is_train=True)
-    feat_shape = net.feat_symbol(sym).infer_shape(data=image.shape)[1][0]
     anchors = (cfg.network.ANCHOR_SCALES, cfg.network.ANCHOR_RATIOS)
-    targets = assign_anchor(feat_shape, GT_BOXES, im_info, cfg, net.feat_stride, *anchors, rng=rng)
+    if pyramid:
+        shapes = [f.infer_shape(data=image.shape)[1][0] for f in net.feat_symbol(sym)]
+        targets = assign_pyramid_anchor(shapes, GT_BOXES, im_info, cfg, net.strides, *anchors,
+                                        rng=rng)  # fmt: skip
+    else:
+        feat_shape = net.feat_symbol(sym).infer_shape(data=image.shape)[1][0]
+        targets = assign_anchor(feat_shape, GT_BOXES, im_info, cfg, net.feat_stride, *anchors,
+                                rng=rng)  # fmt: skip
     data = {"data": image, "im_info": im_info, "gt_boxes": GT_BOXES[np.newaxis]}
     labels = {k: targets[k] for k in ("label", "bbox_target", "bbox_weight")}
     mod, t_bind, t_train = _train(cfg, net, sym, data, labels, iters)
@@ -114,8 +126,9 @@ def bench_detection(cfg, net, iters: int) -> dict:
     num_dets = sum(len(d) for d in dets)
     if num_dets == 0 or not np.all(np.isfinite(boxes)):
         raise AssertionError(f"{cfg.symbol}: the test symbol produced no finite boxes")
-    return {"train": "x".join(map(str, DET_SIZE)), "bind_s": t_bind, "train_iter_s": t_train,
-            "test": "x".join(map(str, DET_SIZE)), "test_bind_s": t_test_bind, "test_s": t_test,
+    size = f"{height}x{width}"
+    return {"train": size, "bind_s": t_bind, "train_iter_s": t_train, "test": size,
+            "test_bind_s": t_test_bind, "test_s": t_test,
             "result": f"{boxes.shape[0]} rois, {num_dets} boxes"}  # fmt: skip
 
 

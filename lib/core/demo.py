@@ -69,7 +69,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,7 @@ from lib.core.tester import (
     build_nms,
     class_candidates,
     im_detect,
+    rpn_only_params,
     suppress,
     test_inputs,
     test_scales,
@@ -315,6 +316,7 @@ class BoundNetwork:
         scale: the (short, max long) scale images are resized to.
         num_rois: rows of the ``rois`` input first bound (networks tested without an RPN).
         source: what the params are, for the error when they do not fit the network.
+        unused: params the symbol may leave out (:func:`lib.core.tester.rpn_only_params`).
     """
 
     def __init__(
@@ -327,6 +329,7 @@ class BoundNetwork:
         scale: tuple[int, int],
         num_rois: int = 1,
         source: str = "the checkpoint",
+        unused: Collection[str] = (),
     ) -> None:
         self.sym = sym
         self.data_names, self.label_names = test_inputs(sym)
@@ -336,7 +339,7 @@ class BoundNetwork:
         self._predictor = bind_test_network(
             sym, arg_params, aux_params, ctx, max_shapes,
             [mx.io.DataDesc(n, s) for n, s in max_shapes], source=source,
-            network=f"the network of symbol {cfg.symbol!r}",
+            network=f"the network of symbol {cfg.symbol!r}", unused=unused,
         )  # fmt: skip
 
     def predict(
@@ -754,6 +757,7 @@ class PsroiOffsetDemo:
             self.scale,
             num_rois=max(len(boxes or ()), num_boxes),
             source=f"checkpoint {model.params_file}",
+            unused=rpn_only_params(rois_cfg, model.net),
         )
         self.boxes = list(boxes) if boxes else None
         self.num_boxes = num_boxes
@@ -813,7 +817,8 @@ class PsroiOffsetDemo:
             if cls is None:
                 cls = int(np.argmax(probs[n, 1:])) + 1
             score = float(probs[n, cls]) if score is None else score
-            bins = psroi_bins(self.layer, rois[n, 1:], trans[n], cls) / im_scale
+            layer = self.layer.for_roi(rois[n, 1:])  # FPN: the RoI's pyramid level
+            bins = psroi_bins(layer, rois[n, 1:], trans[n], cls) / im_scale
             shown.append((cls, score, box, bins, given))
         return Inference(shown, outputs, rec["im_info"], dropped, notes)
 

@@ -33,13 +33,14 @@ every class).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
 import os
 import pickle
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import mxnet as mx
@@ -52,11 +53,10 @@ from lib.core.checkpoint import load_param, params_path
 from lib.core.initializer import check_parameter_shapes, infer_param_shapes
 from lib.core.loader import TestLoader
 from lib.core.module import MutableModule
-from lib.core.shapes import max_input_shapes
+from lib.core.shapes import max_input_shapes, param_shapes
 from lib.dataset.load_data import get_imdb
 from lib.dataset.proposals import load_proposal_roidb
 from lib.nms.nms import py_nms_wrapper, soft_nms
-from lib.symbols.rpn import RPN_PARAM_PREFIX
 from lib.utils.logger import create_logger, experiment_output_path
 from lib.utils.run_lock import RunLock
 
@@ -517,6 +517,18 @@ def test_inputs(sym: mx.sym.Symbol) -> tuple[list[str], list[str]]:
 test_inputs.__test__ = False  # not a pytest test when imported into a test module
 
 
+def rpn_only_params(cfg: Any, net: Any) -> frozenset[str]:
+    """The params that only the network's own RPN uses (FPN: its P6 level too): a test on
+    given proposals (``TEST.HAS_RPN`` off) leaves them out of an end-to-end checkpoint."""
+    if cfg.TEST.HAS_RPN:
+        return frozenset()
+    with_rpn = copy.deepcopy(cfg)
+    with_rpn.TEST.HAS_RPN = True
+    full = param_shapes(with_rpn, net(with_rpn, is_train=False))
+    given = param_shapes(cfg, net(cfg, is_train=False))
+    return frozenset(set(full[0]) - set(given[0]))
+
+
 def bind_test_network(
     sym: mx.sym.Symbol,
     arg_params: Mapping[str, mx.nd.NDArray],
@@ -526,6 +538,7 @@ def bind_test_network(
     provide_data: Sequence,
     source: str = "the checkpoint",
     network: str = "the network",
+    unused: Collection[str] = (),
 ) -> Predictor:
     """A :class:`Predictor` of ``sym`` bound at ``max_shapes`` with a checkpoint's params.
 
@@ -541,6 +554,8 @@ def bind_test_network(
             ``provide_data`` shape.
         provide_data: the first batch's data descriptors.
         source, network: what the params and the network are, for the error message.
+        unused: params of the checkpoint the symbol may leave out: those of the network's
+            own RPN when proposals are given (:func:`rpn_only_params`).
     """
     data_names, label_names = test_inputs(sym)
     args = sym.list_arguments()
@@ -551,13 +566,10 @@ def bind_test_network(
     provide_label = [(n, tuple(first_inferred[n])) for n in label_names]
     max_label_shapes = [(n, tuple(max_inferred[n])) for n in label_names]
     arg_shapes, aux_shapes = infer_param_shapes(sym, {**shapes, **dict(max_label_shapes)})
-    if "rois" in args:  # given proposals: an end-to-end checkpoint's RPN goes unused
-        unused = sorted(
-            k for k in arg_params if k.startswith(RPN_PARAM_PREFIX) and k not in arg_shapes
-        )
-        if unused:
-            logger.info("proposals are given: not using the RPN params %s", ", ".join(unused))
-            arg_params = {k: v for k, v in arg_params.items() if k not in unused}
+    skipped = sorted(k for k in arg_params if k in unused and k not in arg_shapes)
+    if skipped:
+        logger.info("proposals are given: not using the RPN params %s", ", ".join(skipped))
+        arg_params = {k: v for k, v in arg_params.items() if k not in skipped}
     check_parameter_shapes(arg_shapes, aux_shapes, arg_params, aux_params, source, network)
     return Predictor(
         sym,
@@ -690,7 +702,8 @@ def _test_locked(cfg, net, cfg_path, ctx, epoch, prefix, thresh, ignore_cache, v
         max_shapes = max_input_shapes(cfg, scales, batch_images, len(ctx), names=data_names)
         predictor = bind_test_network(sym, arg_params, aux_params, ctx, max_shapes,
                                       loaders[0].provide_data, source=f"checkpoint {ckpt}",
-                                      network=f"the network of symbol {cfg.symbol!r}")  # fmt: skip
+                                      network=f"the network of symbol {cfg.symbol!r}",
+                                      unused=rpn_only_params(cfg, net))  # fmt: skip
         save_config(cfg, output_dir)
         if task == "segmentation":
             results = segment_dataset(predictor, loaders[0], imdb, cfg, output_dir, vis=vis)

@@ -14,7 +14,8 @@ the original ``train_end2end.py``'s:
 4. parameters: ``network.pretrained`` plus the network's init rules for the rest (or the
    backbone from scratch), or the checkpoint being resumed;
 5. ``MutableModule.fit`` with SGD on the warmup / multi-factor schedule of ``TRAIN.lr_step``;
-   gradients are summed over devices (``rescale_grad = 1``, as the original);
+   gradients are summed over devices (``rescale_grad = 1``, as the original), or averaged
+   over the batch for a network whose original did (``net.average_gradients``: FPN);
 6. a checkpoint ``<output_path>/<cfg name>/<image_set>/<model_prefix>-%04d.params`` (+
    ``.states``, symbol; ``*_test`` bbox weights for detectors) after every epoch, written
    atomically.
@@ -539,7 +540,9 @@ def _train_locked(
             "wd": cfg.TRAIN.wd,
             "learning_rate": lr,
             "lr_scheduler": lr_scheduler,
-            "rescale_grad": 1.0,  # losses are normalised per image; gradients summed over devices
+            # losses are normalised per image; gradients summed over the batch's images, or
+            # averaged for a network whose original averaged them (FPN, see its network object)
+            "rescale_grad": 1.0 / batch_size if net.average_gradients else 1.0,
             "clip_gradient": None,
         }
         if overwrite:

@@ -22,27 +22,21 @@ from typing import Any
 import mxnet as mx
 
 from lib.operator_py import box_annotator_ohem_symbol, proposal_target_symbol
-from lib.symbols.rpn import rpn_proposals, softmax_grad_scale
+from lib.symbols.rpn import softmax_grad_scale
 
 __all__ = ["rcnn_rois", "rcnn_test_outputs", "rcnn_train_outputs"]
 
 
 def rcnn_rois(
-    cfg: Any,
-    is_train: bool,
-    num_reg_classes: int,
-    rpn_rois: mx.sym.Symbol | None = None,
-    rpn_cls_score: mx.sym.Symbol | None = None,
-    rpn_bbox_pred: mx.sym.Symbol | None = None,
-    im_info: mx.sym.Symbol | None = None,
+    cfg: Any, is_train: bool, num_reg_classes: int, rpn_rois: mx.sym.Symbol | None = None
 ) -> tuple[mx.sym.Symbol, ...]:
     """The RoIs of the head.
 
     Training: ``(rois, label, bbox_target, bbox_weight)`` from ``proposal_target`` over the
     training proposals ``rpn_rois`` and the ``gt_boxes`` input (reshaped to (-1, 5) as
-    ``gt_boxes_reshape``). Testing: ``(rois,)``: the test proposals of the RPN outputs, or with
-    ``TEST.HAS_RPN`` off the ``rois`` input (B, R, 5) reshaped to (-1, 5) as ``rois_reshape``
-    (the original's ``get_symbol_rfcn`` / ``get_symbol_rcnn``).
+    ``gt_boxes_reshape``). Testing: ``(rois,)``: the test proposals ``rpn_rois``, or with
+    ``TEST.HAS_RPN`` off (``rpn_rois`` None) the ``rois`` input (B, R, 5) reshaped to (-1, 5) as
+    ``rois_reshape`` (the original's ``get_symbol_rfcn`` / ``get_symbol_rcnn``).
     """
     if is_train:
         gt_boxes = mx.sym.Reshape(
@@ -52,9 +46,9 @@ def rcnn_rois(
             cfg, rpn_rois, gt_boxes, num_reg_classes, name="proposal_target"
         )
         return tuple(targets[i] for i in range(4))
-    if not cfg.TEST.HAS_RPN:
+    if rpn_rois is None:
         return (mx.sym.Reshape(data=mx.sym.var("rois"), shape=(-1, 5), name="rois_reshape"),)
-    return (rpn_proposals(cfg, rpn_cls_score, rpn_bbox_pred, im_info),)
+    return (rpn_rois,)
 
 
 def rcnn_test_outputs(

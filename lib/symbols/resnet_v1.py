@@ -20,7 +20,9 @@ Conventions of the original networks (MSRA ResNet-v1, as converted from Caffe):
 
 What differs between architectures is data, see :data:`PRESETS`: R-FCN, Faster R-CNN and
 DeepLab keep res5 at stride 1 with dilation 2 (output stride 16) and make res5a-c deformable;
-FPN keeps the stride-2 res5 and makes res3b3, res4b22 and res5a-c deformable.
+FPN keeps the stride-2 res5 and makes the last units of res3 and res4 and all of res5
+deformable (:class:`DeformUnits`: res3b3, res4b22 and res5a-c at depth 101, at any depth the
+same positions).
 """
 
 from __future__ import annotations
@@ -49,9 +51,33 @@ BASE_WIDTH = 64
 
 BN_EPS = 1e-5
 
-# The deformable units of the original networks (ResNet-101 names).
-RES5_UNITS = frozenset({"5a", "5b", "5c"})
-FPN_DCN_UNITS = frozenset({"3b3", "4b22", "5a", "5b", "5c"})
+
+@dataclasses.dataclass(frozen=True)
+class DeformUnits:
+    """Deformable units chosen by their position in a stage, so that every depth gets the
+    original's layout (ResNet-101's ``res4b22`` is ResNet-50's ``res4b5``: the last of res4).
+
+    Attributes:
+        last: stages (2..5) whose last unit is deformable.
+        every: stages all of whose units are deformable.
+    """
+
+    last: tuple[int, ...] = ()
+    every: tuple[int, ...] = ()
+
+    def names(self, depth: int) -> frozenset[str]:
+        """The unit suffixes at ``depth``, e.g. ``{'3b3', '4b22', '5a', '5b', '5c'}``."""
+        units = stage_units(depth)
+        if any(s not in (2, 3, 4, 5) for s in self.last + self.every):
+            raise ValueError(f"deformable stages must be among 2..5, got {self}")
+        chosen = {unit for stage in self.every for unit in units[stage - 2]}
+        return frozenset(chosen | {units[stage - 2][-1] for stage in self.last})
+
+
+# The deformable units of the original networks: res5 (R-FCN, Faster R-CNN, DeepLab); the last
+# units of res3 and res4 and all of res5 (FPN: res3b3, res4b22, res5a-c at depth 101).
+RES5_UNITS = DeformUnits(every=(5,))
+FPN_DCN_UNITS = DeformUnits(last=(3, 4), every=(5,))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,8 +269,6 @@ def _offset_conv(data: mx.sym.Symbol, name: str, dilate: int, deform: DeformSpec
         weight_mult, bias_mult = deform.offset_lr_mult
         kwargs["weight"] = mx.sym.var(f"{name}_weight", lr_mult=weight_mult)
         kwargs["bias"] = mx.sym.var(f"{name}_bias", lr_mult=bias_mult)
-    if offset_dilate != 1:
-        kwargs["dilate"] = (offset_dilate, offset_dilate)
     if deform.cudnn_off:
         kwargs["cudnn_off"] = True
     return mx.sym.Convolution(
@@ -254,6 +278,7 @@ def _offset_conv(data: mx.sym.Symbol, name: str, dilate: int, deform: DeformSpec
         kernel=(3, 3),
         stride=(1, 1),
         pad=(offset_dilate, offset_dilate),
+        dilate=(offset_dilate, offset_dilate),  # always written, as the original FPN's res5
         **kwargs,
     )
 
@@ -344,7 +369,7 @@ def resnet_v1(
     depth: int = 101,
     res5_stride: int = 1,
     res5_dilate: int = 2,
-    deform_units: Collection[str] = frozenset(),
+    deform_units: DeformUnits | Collection[str] = frozenset(),
     deform: DeformSpec = DeformSpec(),
     stages_out: Sequence[int] = (5,),
     width: int = BASE_WIDTH,
@@ -359,7 +384,8 @@ def resnet_v1(
         depth: 50, 101 or 152 (see :data:`DEPTHS`).
         res5_stride: stride of res5 (1 with dilation 2 keeps output stride 16; FPN uses 2).
         res5_dilate: dilation of the res5 3x3s.
-        deform_units: unit suffixes whose ``branch2b`` is deformable, e.g. :data:`RES5_UNITS`.
+        deform_units: the units whose ``branch2b`` is deformable: by position
+            (:class:`DeformUnits`, e.g. :data:`RES5_UNITS`) or as unit suffixes (``{'4b5'}``).
         deform: how those units are built.
         stages_out: stages (2..5) whose outputs are returned, in this order.
         width: bottleneck width of res2 (64 in the real networks); stages double it. A smaller
@@ -373,6 +399,8 @@ def resnet_v1(
     """
     units = stage_units(depth)
     all_units = {u for stage in units for u in stage}
+    if isinstance(deform_units, DeformUnits):
+        deform_units = deform_units.names(depth)
     unknown = set(deform_units) - all_units
     if unknown:
         raise ValueError(f"deform_units {sorted(unknown)} are not units of ResNet-{depth}")

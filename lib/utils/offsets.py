@@ -3,7 +3,8 @@
 Read from a network's symbol (the attributes of its ``DeformableConvolution`` and
 ``DeformablePSROIPooling`` nodes), so one code path serves every network: the original demo
 networks (1 offset group, 3x3 PS-RoI bins) and the R-FCN / Faster R-CNN / DeepLab networks
-(4 or 1 offset groups, 7x7 bins, class-specific or shared part offsets).
+(4 or 1 offset groups, 7x7 bins, class-specific or shared part offsets), and FPN's pooling over
+its pyramid, each RoI's bins on the level its size chooses.
 
 **Deformable convolution** (Dai et al. 2017, eq. 2). Output location ``(h, w)`` of a layer with
 kernel ``kh x kw``, stride ``s``, pad ``p`` and dilation ``d`` samples its input at::
@@ -81,7 +82,13 @@ class DeformConvLayer:
 
 @dataclasses.dataclass(frozen=True)
 class DeformPsroiLayer:
-    """A ``DeformablePSROIPooling`` node that applies offsets (``no_trans`` False)."""
+    """A deformable (PS-)RoI pooling that applies offsets: a ``DeformablePSROIPooling`` node
+    (``no_trans`` False), or FPN's ``fpn_roi_pooling`` with ``with_deformable``, which pools
+    each RoI on the level its size chooses (``level_strides``, :meth:`for_roi`).
+
+    Attributes:
+        output: the name of the offsets among a symbol's internals.
+    """
 
     name: str
     trans: str
@@ -90,11 +97,21 @@ class DeformPsroiLayer:
     part_size: int
     trans_std: float
     spatial_scale: float
+    output: str
+    level_strides: tuple[float, ...] = ()
+    canonical_scale: float = 224.0
+    canonical_level: int = 2
 
-    @property
-    def output(self) -> str:
-        """The name of the offset input among a symbol's internals."""
-        return f"{self.trans}_output"
+    def for_roi(self, roi: Sequence[float]) -> DeformPsroiLayer:
+        """The layer as it pools ``roi`` ``(x1, y1, x2, y2)``: on a pyramid, with the spatial
+        scale of the RoI's level (:func:`lib.operator_py.fpn_roi_pooling.fpn_levels`)."""
+        if not self.level_strides:
+            return self
+        from lib.operator_py.fpn_roi_pooling import fpn_levels
+
+        level = int(fpn_levels(np.asarray([roi], np.float64), len(self.level_strides),
+                               self.canonical_scale, self.canonical_level)[0])  # fmt: skip
+        return dataclasses.replace(self, spatial_scale=1.0 / self.level_strides[level])
 
 
 def deformable_convolutions(sym: mx.sym.Symbol) -> list[DeformConvLayer]:
@@ -131,15 +148,39 @@ def deformable_psroi_poolings(sym: mx.sym.Symbol) -> list[DeformPsroiLayer]:
         if len(node["inputs"]) < 3:
             continue
         pooled = int(attrs.get("pooled_size", 7))
+        trans = nodes[node["inputs"][2][0]]["name"]
         layers.append(
             DeformPsroiLayer(
                 name=node["name"],
-                trans=nodes[node["inputs"][2][0]]["name"],
+                trans=trans,
                 output_dim=int(attrs["output_dim"]),
                 pooled_size=pooled,
                 part_size=int(attrs.get("part_size", 0)) or pooled,
                 trans_std=float(attrs.get("trans_std", 0.0)),
                 spatial_scale=float(attrs["spatial_scale"]),
+                output=f"{trans}_output",
+            )
+        )
+    for node in nodes:  # FPN's pyramid RoI pooling (a CustomOp), deformable
+        attrs = node.get("attrs", {})
+        if attrs.get("op_type") != "fpn_roi_pooling" or attrs.get("with_deformable") != "True":
+            continue
+        pooled = int(attrs.get("pooled_size", 7))
+        strides = tuple(float(v) for v in attrs.get("feat_strides", "(4, 8, 16, 32)")
+                        .strip("()[] ").split(",") if v.strip())  # fmt: skip
+        layers.append(
+            DeformPsroiLayer(
+                name=node["name"],
+                trans=f"offset_p* (per level, {node['name']})",
+                output_dim=0,
+                pooled_size=pooled,
+                part_size=pooled,
+                trans_std=float(attrs.get("trans_std", 0.1)),
+                spatial_scale=1.0 / strides[0],
+                output=f"{node['name']}_offset",
+                level_strides=strides,
+                canonical_scale=float(attrs.get("canonical_scale", 224)),
+                canonical_level=int(attrs.get("canonical_level", 2)),
             )
         )
     return layers

@@ -27,6 +27,8 @@ from deeplab import demo as deeplab_demo
 from deeplab.symbols import get_network as deeplab_network
 from faster_rcnn import demo as rcnn_demo
 from faster_rcnn.symbols import get_network as rcnn_network
+from fpn import demo as fpn_demo
+from fpn.symbols import get_network as fpn_network
 from lib.config import load_config
 from lib.core.demo import DEFAULT_IMAGES, DemoSpec, ModelNotFoundError, resolve_model
 from lib.core.trainer import checkpoint_prefix, train_net
@@ -42,6 +44,7 @@ from tests.e2e.detection import make_data, tiny_overrides
 RFCN_DCN = "experiments/rfcn/cfgs/synthetic_rfcn_dcn.yaml"
 RCNN_DCN = "experiments/faster_rcnn/cfgs/synthetic_rcnn_dcn.yaml"
 DEEPLAB_DCN = "experiments/deeplab/cfgs/synthetic_deeplab_dcn.yaml"
+FPN_DCN = "experiments/fpn/cfgs/synthetic_fpn_dcn.yaml"
 SHAPES = ["__background__", *synthetic.CLASSES]
 DEMO_IMAGES = sorted(p.name for p in DEFAULT_IMAGES.glob("*.jpg"))
 
@@ -69,6 +72,13 @@ def rfcn_dcn(det_data, tmp_path_factory):
 def rcnn_dcn(det_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("rcnn_dcn")
     return _train(RCNN_DCN, rcnn_network, tiny_overrides(det_data, out) + [
+        "TRAIN.end_epoch=1"])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fpn_dcn(det_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fpn_dcn")
+    return _train(FPN_DCN, fpn_network, tiny_overrides(det_data, out) + [
         "TRAIN.end_epoch=1"])  # fmt: skip
 
 
@@ -202,6 +212,31 @@ def test_offset_demos_on_other_networks(deeplab_dcn, rcnn_dcn, tmp_path):
     (entry,) = results["written"]
     assert code == 0 and entry["layer"] == "deformable_roi_pool"
     assert entry["rois"][0]["class"] in SHAPES[1:]  # the class the network scores highest
+
+
+def test_fpn_demos(fpn_dcn, tmp_path):
+    """FPN's detection demo, and both offset demos on Deformable FPN: the last deformable 3x3s
+    (res5, stride 32, undilated) and the RoI pooling of the pyramid, each RoI's bins drawn on
+    the level its size chooses (the pooling op's ``offset`` output)."""
+    code, results = _run(fpn_demo.main, fpn_dcn, tmp_path / "detect", "--thresh", "0")
+    assert code == 0
+    _check_demo_images(results, SHAPES)
+
+    image = str(DEFAULT_IMAGES / "synthetic_600x1000.jpg")
+    code, results = _run(deform_conv_demo.main, fpn_dcn, tmp_path / "conv", image)
+    (entry,) = results["written"]
+    assert code == 0 and entry["layers"] == ["res5a_branch2b", "res5b_branch2b", "res5c_branch2b"]
+    assert np.all(cv2.imread(entry["output"]) == (0, 0, 255), axis=2).sum() > 20
+
+    # a small box (pooled on P2) and a large one (P3 at this input scale, 160 / 1000)
+    code, results = _run(deform_psroi_demo.main, fpn_dcn, tmp_path / "psroi", image, "--boxes",
+                         "100,120,200,220,2;100,50,900,550")  # fmt: skip
+    (entry,) = results["written"]
+    assert code == 0 and entry["layer"] == "fpn_roi_pooling"
+    assert [r["box"] for r in entry["rois"]] == [[100, 120, 200, 220], [100, 50, 900, 550]]
+    png = cv2.imread(entry["output"])
+    assert np.all(png == (0, 140, 255), axis=2).sum() > 200  # the RoIs
+    assert np.all(png == (0, 0, 255), axis=2).sum() > 20  # the top-left bin
 
 
 def test_deform_psroi_demo(rfcn_dcn, tmp_path):

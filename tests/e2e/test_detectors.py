@@ -7,6 +7,7 @@ the shared trainer and tester (see :mod:`tests.e2e.detection` for what is checke
 import pytest
 
 from faster_rcnn.symbols import get_network as rcnn_network
+from fpn.symbols import get_network as fpn_network
 from lib.config import load_config
 from lib.core.trainer import prepare_synthetic_data
 from lib.dataset import synthetic
@@ -19,6 +20,8 @@ DETECTORS = {
     "synthetic_rfcn_dcn": ("rfcn", rfcn_network, "rfcn_cls_weight", "rfcn_bbox"),
     "synthetic_rcnn": ("faster_rcnn", rcnn_network, "fc_new_1_weight", "bbox_pred"),
     "synthetic_rcnn_dcn": ("faster_rcnn", rcnn_network, "fc_new_1_weight", "bbox_pred"),
+    "synthetic_fpn": ("fpn", fpn_network, "fpn_p2_weight", "bbox_pred"),
+    "synthetic_fpn_dcn": ("fpn", fpn_network, "offset_p2_weight", "bbox_pred"),
 }
 
 

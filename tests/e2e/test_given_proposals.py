@@ -1,5 +1,5 @@
 """Testing with given proposals (``TEST.HAS_RPN: false``), the original's second test mode, for
-R-FCN and Faster R-CNN: the roidb's proposal boxes feed the test symbol's ``rois`` input."""
+R-FCN, Faster R-CNN and FPN: the roidb's proposal boxes feed the test symbol's ``rois`` input."""
 
 import logging
 import pickle
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from faster_rcnn.symbols import get_network as rcnn_network
+from fpn.symbols import get_network as fpn_network
 from lib.core.tester import test_net
 from lib.core.trainer import train_net
 from lib.dataset.load_data import get_imdb
@@ -19,6 +20,8 @@ from tests.e2e.detection import check_detections, make_data, tiny_config
 CASES = [
     ("experiments/rfcn/cfgs/synthetic_rfcn.yaml", rfcn_network),
     ("experiments/faster_rcnn/cfgs/synthetic_rcnn.yaml", rcnn_network),
+    # FPN: each given RoI pooled on its level; the checkpoint's RPN and P6 go unused
+    ("experiments/fpn/cfgs/synthetic_fpn_dcn.yaml", fpn_network),
 ]
 
 
@@ -27,7 +30,7 @@ def data_root(tmp_path_factory):
     return make_data(tmp_path_factory.mktemp("data"))
 
 
-@pytest.mark.parametrize("cfg_path, get_network", CASES, ids=["rfcn", "faster_rcnn"])
+@pytest.mark.parametrize("cfg_path, get_network", CASES, ids=["rfcn", "faster_rcnn", "fpn_dcn"])
 def test_given_proposals(cfg_path, get_network, data_root, tmp_path, caplog):
     cfg = tiny_config(cfg_path, data_root, tmp_path, ["TRAIN.end_epoch=2"])
     net = get_network(cfg.symbol)

@@ -64,7 +64,7 @@ ORIGINAL_CFGS = {
 SYNTHETIC_CFGS = {
     "rfcn": ("synthetic_rfcn", "resnet_v1_50_w16_rfcn", "resnet_v1_50_w16_rfcn_dcn"),
     "faster_rcnn": ("synthetic_rcnn", "resnet_v1_50_w16_rcnn", "resnet_v1_50_w16_rcnn_dcn"),
-    "fpn": ("synthetic_fpn", "resnet_v1_50_fpn_rcnn", "resnet_v1_50_fpn_dcn_rcnn"),
+    "fpn": ("synthetic_fpn", "resnet_v1_50_w16_fpn_rcnn", "resnet_v1_50_w16_fpn_dcn_rcnn"),
     "deeplab": ("synthetic_deeplab", "resnet_v1_50_w16_deeplab", "resnet_v1_50_w16_deeplab_dcn"),
 }
 
@@ -605,8 +605,8 @@ def test_command_line_arguments():
     cfg = config_from_args(args)
     assert cfg.TRAIN.lr == 0.01
     assert cfg.TEST.NMS == 0.5
-    assert cfg.symbol == "resnet_v1_50_fpn_rcnn"
-    assert config_from_args(parser.parse_args(["--cfg", path])).TRAIN.lr == 0.005
+    assert cfg.symbol == "resnet_v1_50_w16_fpn_rcnn"
+    assert config_from_args(parser.parse_args(["--cfg", path])).TRAIN.lr == 0.004
     with pytest.raises(SystemExit):
         parser.parse_args([])
 

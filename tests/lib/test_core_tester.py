@@ -9,16 +9,19 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from lib.config import default_config
+from fpn.symbols import get_network as fpn_network
+from lib.config import default_config, load_config
 from lib.core import tester
 from lib.core.tester import (
     detection_cache_key,
     detections_path,
     pred_eval,
+    rpn_only_params,
     select_detections,
     test_scales,
 )
 from lib.nms.nms import py_nms_wrapper
+from rfcn.symbols import get_network as rfcn_network
 
 
 def _inputs():
@@ -337,3 +340,18 @@ def test_every_setting_that_can_change_detections_is_in_the_cache_key(tmp_path):
         section[leaf] = _changed(name, value)
         in_key = not name.startswith(NOT_IN_CACHE_KEY)
         assert (_key(tmp_path, changed)["test settings"] != key) == in_key, name
+
+
+def test_params_a_test_on_given_proposals_leaves_out():
+    """The network's own RPN (and FPN's P6, which only the RPN reads): nothing else."""
+
+    rpn = {f"{layer}_{kind}" for layer in ("rpn_conv", "rpn_cls_score", "rpn_bbox_pred")
+           for kind in ("weight", "bias")}  # fmt: skip
+    cfg = load_config("experiments/fpn/cfgs/synthetic_fpn_dcn.yaml", ["TEST.HAS_RPN=false"])
+    assert rpn_only_params(cfg, fpn_network(cfg.symbol)) == rpn | {"fpn_p6_weight", "fpn_p6_bias"}
+    cfg = load_config("experiments/rfcn/cfgs/synthetic_rfcn.yaml", ["TEST.HAS_RPN=false"])
+    assert rpn_only_params(cfg, rfcn_network(cfg.symbol)) == {
+        n.replace("rpn_conv", "rpn_conv_3x3") for n in rpn
+    }
+    cfg.TEST.HAS_RPN = True
+    assert rpn_only_params(cfg, rfcn_network(cfg.symbol)) == frozenset()

@@ -6,6 +6,7 @@ import pytest
 
 from deeplab.symbols import get_network as deeplab_network
 from faster_rcnn.symbols import get_network as rcnn_network
+from fpn.symbols import get_network as fpn_network
 from lib.core.module import fixed_param_names
 from rfcn.symbols import get_network as rfcn_network
 from tests.symbols import gate
@@ -20,6 +21,11 @@ CASES = {
         rcnn_network,
         {"conv1_weight", "res2a_branch1_weight", "bn5c_branch2c_gamma"},
         {"res3a_branch1_weight", "offset_weight", "fc_new_1_weight"},
+    ),
+    "resnet_v1_101_fpn_dcn_rcnn__train": (
+        fpn_network,
+        {"conv1_weight", "res2a_branch1_weight", "bn5c_branch2c_gamma"},
+        {"res3b3_branch2b_offset_weight", "fpn_p2_1x1_weight", "offset_p2_weight"},
     ),
     "resnet_v1_101_deeplab_dcn__train": (
         deeplab_network,

@@ -199,7 +199,24 @@ def test_fpn_dcn_offsets_and_outputs():
         **{f"res{u}_branch2b_offset_weight": (72, 512, 3, 3) for u in ("5a", "5b", "5c")},
         **{f"res{u}_branch2b_offset_bias": (72,) for u in ("5a", "5b", "5c")},
     }
-    assert set(PRESETS["resnet_v1_101_fpn_dcn_rcnn"]["deform_units"]) == FPN_DCN_UNITS
+    assert PRESETS["resnet_v1_101_fpn_dcn_rcnn"]["deform_units"] == FPN_DCN_UNITS
+
+
+@pytest.mark.parametrize(
+    "depth, units",
+    [
+        (101, {"3b3", "4b22", "5a", "5b", "5c"}),
+        (50, {"3b3", "4b5", "5a", "5b", "5c"}),
+        (152, {"3b7", "4b35", "5a", "5b", "5c"}),
+    ],
+)
+def test_deformable_units_by_position_give_every_depth_the_original_layout(depth, units):
+    assert FPN_DCN_UNITS.names(depth) == units
+    assert RES5_UNITS.names(depth) == {"5a", "5b", "5c"}
+    group = mx.sym.Group(resnet_v1(mx.sym.var("data"), depth=depth, width=16, stages_out=(5,),
+                                   deform_units=FPN_DCN_UNITS))  # fmt: skip
+    offsets = {n.split("_")[0][3:] for n in group.list_arguments() if "_offset_" in n}
+    assert offsets == units
 
 
 def test_dilated_res5_keeps_output_stride_16():
@@ -223,7 +240,7 @@ def test_invalid_arguments():
 def test_narrow_resnet50_forward_with_deformable_units():
     """width 16: same names, 1/4 of the channels; runs on CPU with the deformable units."""
     data = mx.sym.var("data")
-    units = {"4b5", *RES5_UNITS}
+    units = {"4b5", *RES5_UNITS.names(50)}
     narrow = resnet_v1(
         data, depth=50, width=16, stages_out=(2, 5), deform_units=units, deform=DeformSpec(2)
     )

@@ -1,0 +1,22 @@
+"""Test a trained FPN (``--epoch``, default ``TEST.test_epoch``):
+
+python experiments/fpn/fpn_test.py --cfg <yaml> [--set KEY=VALUE ...]
+"""
+
+import os
+import sys
+
+# An entry point: the repository root goes on sys.path (what fpn/_init_paths.py does).
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir)))
+
+from fpn.symbols import get_network  # noqa: E402
+from lib.core.entry import test_main  # noqa: E402
+from lib.utils.cli import run_cli  # noqa: E402
+
+
+def main(argv=None):
+    return test_main("fpn", get_network, "Test a trained FPN", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,1 @@
+"""FPN and Deformable FPN (2fc head, OHEM): networks (``fpn.symbols``) and entry points."""
